@@ -1,0 +1,45 @@
+//! The `postprocess` binary: wires configuration, logging and the entry points together.
+
+use anyhow::Result;
+use clap::Parser;
+use postprocess::cli::{self, Cli, Command};
+use postprocess::{Config, Processor, lambda};
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Structured JSON logs on stderr: stdout carries the response (and the stdout destination).
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RUST_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .init();
+
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "postprocess failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let config = Config::from_env()?;
+    match cli.command {
+        Some(Command::Invoke { event, timeout_ms }) => {
+            cli::invoke(&config, &event, Duration::from_millis(timeout_ms)).await
+        }
+        None if lambda::is_lambda() => lambda::serve(Processor::new(&config).await?).await,
+        None => anyhow::bail!(
+            "AWS_LAMBDA_RUNTIME_API is not set, so this is not Lambda: \
+             run `postprocess invoke --event FILE` to process an event locally"
+        ),
+    }
+}
