@@ -41,6 +41,8 @@ use wasm as imp;
 pub(crate) mod wasm {
     //! The wit-bindgen glue: the only place that knows the generated types.
 
+    // Generated code: its shape (e.g. one parameter per flattened field) is wit-bindgen's.
+    #[allow(clippy::all)]
     pub mod bindings {
         wit_bindgen::generate!({
             path: "../wit",

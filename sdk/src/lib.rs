@@ -83,6 +83,12 @@ macro_rules! export {
                 $crate::Error,
             > = $flush;
             $crate::__export_wasm!($process, $flush);
+            // Using the checks marks the functions as used in native builds too, where nothing
+            // else calls them outside of tests.
+            let _ = (
+                _PROCESS_MUST_BE_fn_Record_to_Result_Vec_Output_Error,
+                _FLUSH_MUST_BE_fn_to_Result_Vec_Output_Error,
+            );
         };
     };
 }

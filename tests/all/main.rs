@@ -40,9 +40,10 @@ pub fn event(rows: &[Vec<u8>]) -> String {
 pub fn ticker_rows(n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| {
+            let sector = ["TECHNOLOGY", "ENERGY", "RETAIL"][i % 3];
             json!({
                 "ticker_symbol": format!("  T{i:05}  "),
-                "sector": ["TECHNOLOGY", "ENERGY", "RETAIL"][i % 3],
+                "sector": sector,
                 "change": (i % 7) as f64 - 3.0,
                 "price": 10.0 + i as f64,
             })
@@ -53,6 +54,7 @@ pub fn ticker_rows(n: usize) -> Vec<Vec<u8>> {
 }
 
 /// A test environment: a temporary state and output directory and host settings.
+#[derive(Debug)]
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub vars: BTreeMap<String, String>,
