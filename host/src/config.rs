@@ -3,6 +3,7 @@
 //! Every setting has a default except `PLUGIN_URI`. Reading never panics: a malformed value is
 //! an error naming the variable, which fails start-up (the Lambda init phase).
 
+use crate::destinations::AwsSettings;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,6 +26,9 @@ pub struct Config {
     pub destinations: Option<String>,
     /// Directory for the file destination (`OUTPUT_DIR`).
     pub output_dir: Option<PathBuf>,
+    /// The AWS region, endpoints and credentials set in the environment (`AWS_REGION`,
+    /// `AWS_ENDPOINT_URL`, ...), and `S3_FORCE_PATH_STYLE`, for the AWS destinations.
+    pub aws: AwsSettings,
     /// Time kept back from the Lambda deadline for delivery and the response
     /// (`DEADLINE_MARGIN_MS`, default 1000).
     pub deadline_margin: Duration,
@@ -195,6 +199,7 @@ impl Config {
                 .unwrap_or_else(|| PathBuf::from("/tmp/postprocess-state")),
             destinations: get("DESTINATIONS"),
             output_dir: get("OUTPUT_DIR").map(PathBuf::from),
+            aws: AwsSettings::from_lookup(get)?,
             deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 1000)?),
         })
     }

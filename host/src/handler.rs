@@ -64,8 +64,12 @@ impl Processor {
     /// Builds a processor from plugins already loaded into `sandbox`.
     pub async fn from_parts(config: &Config, sandbox: Sandbox, stages: Vec<LoadedPlugin>) -> Result<Self> {
         let destinations =
-            Destinations::from_config(config.destinations.as_deref(), config.output_dir.as_ref())
-                .await?;
+            Destinations::from_config(
+                config.destinations.as_deref(),
+                config.output_dir.as_ref(),
+                &config.aws,
+            )
+            .await?;
         Ok(Processor {
             shared: Arc::new(Shared {
                 sandbox,

@@ -3,6 +3,7 @@
 
 mod cli;
 mod contract;
+mod destinations;
 mod hostile;
 mod limits;
 mod state;
