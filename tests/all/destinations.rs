@@ -36,7 +36,8 @@ async fn sdk(moto: &Moto) -> aws_config::SdkConfig {
 
 /// A router pipeline (`type` names the destination) with `DESTINATIONS` and moto's variables.
 fn routed(destinations: &str, moto: Option<&Moto>) -> Env {
-    let mut env = Env::new(&format!("{}?field=type", plugin::ROUTER)).with("DESTINATIONS", destinations);
+    let mut env =
+        Env::new(&format!("{}?field=type", plugin::ROUTER)).with("DESTINATIONS", destinations);
     for (key, value) in moto.map(Moto::env).unwrap_or_default() {
         env = env.with(&key, &value);
     }
@@ -77,7 +78,11 @@ fn failed(handled: &postprocess::handler::Handled) -> BTreeMap<usize, &'static s
 async fn s3_writes_one_object_per_output_and_replays_overwrite_it() {
     let moto = moto();
     let s3 = aws_sdk_s3::Client::new(&sdk(&moto).await);
-    s3.create_bucket().bucket("dest-s3-archive").send().await.unwrap();
+    s3.create_bucket()
+        .bucket("dest-s3-archive")
+        .send()
+        .await
+        .unwrap();
     let env = routed(
         "archive=s3://dest-s3-archive/kda/out/#suffix=.json,lost=s3://dest-s3-no-such-bucket/x/",
         Some(&moto),
@@ -97,7 +102,11 @@ async fn s3_writes_one_object_per_output_and_replays_overwrite_it() {
             .send()
             .await
             .unwrap();
-        let keys: BTreeSet<String> = listed.contents().iter().filter_map(|o| o.key().map(String::from)).collect();
+        let keys: BTreeSet<String> = listed
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(String::from))
+            .collect();
         let expected: BTreeSet<String> = all
             .iter()
             .filter(|r| !text(r).contains("\"lost\""))
@@ -113,7 +122,10 @@ async fn s3_writes_one_object_per_output_and_replays_overwrite_it() {
         .send()
         .await
         .unwrap();
-    assert_eq!(object.body.collect().await.unwrap().into_bytes().as_ref(), row.as_slice());
+    assert_eq!(
+        object.body.collect().await.unwrap().into_bytes().as_ref(),
+        row.as_slice()
+    );
 }
 
 /// Receives everything in a queue, deleting as it goes (a FIFO group yields its next messages
@@ -149,7 +161,13 @@ async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
     if name.ends_with(".fifo") {
         request = request.attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true");
     }
-    request.send().await.unwrap().queue_url().unwrap().to_string()
+    request
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string()
 }
 
 #[tokio::test]
@@ -158,10 +176,15 @@ async fn sqs_batches_fifo_deduplicates_replays_and_an_oversized_message_fails_al
     let sqs = aws_sdk_sqs::Client::new(&sdk(&moto).await);
     let fifo = queue(&sqs, "dest-sqs-orders.fifo").await;
     let standard = queue(&sqs, "dest-sqs-events").await;
-    let env = routed(&format!("orders=sqs:{fifo},events=sqs:{standard}"), Some(&moto));
+    let env = routed(
+        &format!("orders=sqs:{fifo},events=sqs:{standard}"),
+        Some(&moto),
+    );
     let orders = rows("orders", "sqs", 23);
     let events = rows("events", "sqs", 3);
-    let oversized = json!({"type": "events", "pad": "x".repeat(1_100_000)}).to_string().into_bytes();
+    let oversized = json!({"type": "events", "pad": "x".repeat(1_100_000)})
+        .to_string()
+        .into_bytes();
     let mut all = orders.clone();
     all.extend(events.clone());
     all.push(oversized);
@@ -170,7 +193,10 @@ async fn sqs_batches_fifo_deduplicates_replays_and_an_oversized_message_fails_al
     let handled = env.run(&event).await;
     assert_eq!(failed(&handled), BTreeMap::from([(26, "destination")]));
     // FIFO: every output, in the order KDA sent them.
-    assert_eq!(drain(&sqs, &fifo).await, orders.iter().map(|r| text(r)).collect::<Vec<_>>());
+    assert_eq!(
+        drain(&sqs, &fifo).await,
+        orders.iter().map(|r| text(r)).collect::<Vec<_>>()
+    );
     let mut received = drain(&sqs, &standard).await;
     received.sort();
     let mut expected: Vec<String> = events.iter().map(|r| text(r)).collect();
@@ -181,7 +207,11 @@ async fn sqs_batches_fifo_deduplicates_replays_and_an_oversized_message_fails_al
     let handled = env.run(&event).await;
     assert_eq!(failed(&handled), BTreeMap::from([(26, "destination")]));
     assert!(drain(&sqs, &fifo).await.is_empty(), "FIFO deduplication");
-    assert_eq!(drain(&sqs, &standard).await.len(), 3, "standard queues redeliver");
+    assert_eq!(
+        drain(&sqs, &standard).await.len(),
+        3,
+        "standard queues redeliver"
+    );
 }
 
 #[tokio::test]
@@ -190,7 +220,12 @@ async fn sns_publishes_batches_that_reach_a_subscribed_queue() {
     let config = sdk(&moto).await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic = sns.create_topic().name("dest-sns-alerts").send().await.unwrap();
+    let topic = sns
+        .create_topic()
+        .name("dest-sns-alerts")
+        .send()
+        .await
+        .unwrap();
     let topic_arn = topic.topic_arn().unwrap().to_string();
     let queue_url = queue(&sqs, "dest-sns-subscriber").await;
     let queue_arn = sqs
@@ -260,7 +295,12 @@ async fn dynamodb_puts_items_idempotently_and_an_invalid_item_fails_alone() {
     );
     let mut all = rows("items", "ddb", 30);
     // No `id`: DynamoDB refuses the item (and with it the whole batch of 25).
-    all.insert(7, json!({"type": "items", "ticker": "NOKEY"}).to_string().into_bytes());
+    all.insert(
+        7,
+        json!({"type": "items", "ticker": "NOKEY"})
+            .to_string()
+            .into_bytes(),
+    );
     all.extend(rows("hashed", "ddb", 4));
     let event = event(&all);
 
@@ -269,7 +309,11 @@ async fn dynamodb_puts_items_idempotently_and_an_invalid_item_fails_alone() {
         assert_eq!(failed(&handled), BTreeMap::from([(7, "destination")]));
         for (table, count) in [("dest-ddb-items", 30), ("dest-ddb-by-content", 4)] {
             let scanned = dynamodb.scan().table_name(table).send().await.unwrap();
-            assert_eq!(scanned.count(), count, "{table}: replays overwrite the same items");
+            assert_eq!(
+                scanned.count(),
+                count,
+                "{table}: replays overwrite the same items"
+            );
         }
     }
     let item = dynamodb
@@ -285,7 +329,13 @@ async fn dynamodb_puts_items_idempotently_and_an_invalid_item_fails_alone() {
     let AttributeValue::M(meta) = &item["meta"] else {
         panic!("meta is a map: {item:?}")
     };
-    assert_eq!(meta["tags"], AttributeValue::L(vec![AttributeValue::S("a".into()), AttributeValue::S("b".into())]));
+    assert_eq!(
+        meta["tags"],
+        AttributeValue::L(vec![
+            AttributeValue::S("a".into()),
+            AttributeValue::S("b".into())
+        ])
+    );
     let hashed_row = all.last().unwrap();
     let by_content = dynamodb
         .get_item()
@@ -302,7 +352,10 @@ async fn cloudwatch_logs_get_every_output_in_order() {
     let moto = moto();
     let logs = aws_sdk_cloudwatchlogs::Client::new(&sdk(&moto).await);
     // Neither the group nor the stream exists: the destination creates them.
-    let env = routed("logs=cloudwatch-logs:/kda/dest-test/out-stream", Some(&moto));
+    let env = routed(
+        "logs=cloudwatch-logs:/kda/dest-test/out-stream",
+        Some(&moto),
+    );
     let lines = rows("logs", "cwl", 7);
     let handled = env.run(&event(&lines)).await;
     assert!(failed(&handled).is_empty(), "{:?}", handled.failures);
@@ -336,7 +389,9 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
     };
     let all = vec![
         datum(1.5, "ENERGY"),
-        json!({"type": "metrics", "metric": "PriceChange"}).to_string().into_bytes(),
+        json!({"type": "metrics", "metric": "PriceChange"})
+            .to_string()
+            .into_bytes(),
         datum(2.5, "ENERGY"),
         json!({"type": "metrics", "0": [
             {"metric": "Trades", "value": 3, "unit": "Count"},
@@ -347,14 +402,26 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
     ];
     let handled = env.run(&event(&all)).await;
     // The output without a value, and the one shaped wrongly, fail alone.
-    assert_eq!(failed(&handled), BTreeMap::from([(1, "destination"), (3, "destination")]));
+    assert_eq!(
+        failed(&handled),
+        BTreeMap::from([(1, "destination"), (3, "destination")])
+    );
 
-    let listed = cloudwatch.list_metrics().namespace("PostprocessTest").send().await.unwrap();
+    let listed = cloudwatch
+        .list_metrics()
+        .namespace("PostprocessTest")
+        .send()
+        .await
+        .unwrap();
     let mut sectors: Vec<String> = listed
         .metrics()
         .iter()
         .filter(|m| m.metric_name() == Some("PriceChange"))
-        .flat_map(|m| m.dimensions().iter().filter_map(|d| d.value().map(String::from)))
+        .flat_map(|m| {
+            m.dimensions()
+                .iter()
+                .filter_map(|d| d.value().map(String::from))
+        })
         .collect();
     sectors.sort();
     sectors.dedup();
@@ -369,8 +436,12 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
                 .value("ENERGY")
                 .build(),
         )
-        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_millis(now_ms - 600_000))
-        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_millis(now_ms + 600_000))
+        .start_time(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+            now_ms - 600_000,
+        ))
+        .end_time(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+            now_ms + 600_000,
+        ))
         .period(60)
         .statistics(aws_sdk_cloudwatch::types::Statistic::Sum)
         .statistics(aws_sdk_cloudwatch::types::Statistic::SampleCount)
@@ -378,15 +449,25 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
         .await
         .unwrap();
     let points = statistics.datapoints();
-    assert_eq!(points.iter().filter_map(|p| p.sum()).sum::<f64>(), 4.0, "{points:?}");
-    assert_eq!(points.iter().filter_map(|p| p.sample_count()).sum::<f64>(), 2.0);
+    assert_eq!(
+        points.iter().filter_map(|p| p.sum()).sum::<f64>(),
+        4.0,
+        "{points:?}"
+    );
+    assert_eq!(
+        points.iter().filter_map(|p| p.sample_count()).sum::<f64>(),
+        2.0
+    );
 }
 
 #[tokio::test]
 async fn http_posts_each_output_retrying_500_and_429() {
     let server = HttpServer::start().unwrap();
     let env = routed(
-        &format!("api={}/ingest?source=kda#header.Authorization=Bearer%20t0ken&retries=3", server.url()),
+        &format!(
+            "api={}/ingest?source=kda#header.Authorization=Bearer%20t0ken&retries=3",
+            server.url()
+        ),
         None,
     );
     let posts = rows("api", "http", 5);
@@ -405,7 +486,8 @@ async fn http_posts_each_output_retrying_500_and_429() {
         let idempotency_key = request.header("idempotency-key").unwrap().to_string();
         by_key.insert(idempotency_key, request.body.clone());
     }
-    let expected: BTreeMap<String, Vec<u8>> = posts.iter().map(|r| (key("api", r), r.clone())).collect();
+    let expected: BTreeMap<String, Vec<u8>> =
+        posts.iter().map(|r| (key("api", r), r.clone())).collect();
     assert_eq!(by_key, expected);
 }
 
@@ -417,8 +499,15 @@ async fn http_errors_that_persist_or_are_final_fail_the_records() {
 
     server.respond_with(vec![500; 6]);
     let handled = env.run(&event(&posts)).await;
-    assert_eq!(failed(&handled), BTreeMap::from([(0, "destination"), (1, "destination")]));
-    assert_eq!(server.requests().len(), 6, "one attempt and two retries each");
+    assert_eq!(
+        failed(&handled),
+        BTreeMap::from([(0, "destination"), (1, "destination")])
+    );
+    assert_eq!(
+        server.requests().len(),
+        6,
+        "one attempt and two retries each"
+    );
 
     server.clear_requests();
     server.respond_with(vec![400]);
@@ -449,7 +538,12 @@ async fn postgres_inserts_rows_once_and_a_row_breaking_a_constraint_fails_alone(
         None,
     );
     let mut all = rows("ticks", "pg", 12);
-    all.insert(4, json!({"type": "ticks", "ticker": "BAD", "price": -1}).to_string().into_bytes());
+    all.insert(
+        4,
+        json!({"type": "ticks", "ticker": "BAD", "price": -1})
+            .to_string()
+            .into_bytes(),
+    );
     all.insert(9, b"not json".to_vec());
     let event = event(&all);
 
@@ -460,7 +554,10 @@ async fn postgres_inserts_rows_once_and_a_row_breaking_a_constraint_fails_alone(
     for _ in 0..2 {
         let handled = env.run(&event).await;
         // The router fails the record that is not JSON; the destination the negative price.
-        assert_eq!(failed(&handled), BTreeMap::from([(4, "destination"), (9, "plugin-error")]));
+        assert_eq!(
+            failed(&handled),
+            BTreeMap::from([(4, "destination"), (9, "plugin-error")])
+        );
         let count: i64 = client
             .query_one("SELECT count(*) FROM kda.ticks", &[])
             .await
@@ -497,7 +594,9 @@ async fn destinations_that_are_down_fail_their_records_in_time() {
              queue=sqs:http://127.0.0.1:{aws}/123456789012/q,\
              db=postgres://u:p@127.0.0.1:{pg}/db#table=t&columns=a,\
              ok=dir:{}",
-            std::env::temp_dir().join(format!("dest-down-{}", std::process::id())).display()
+            std::env::temp_dir()
+                .join(format!("dest-down-{}", std::process::id()))
+                .display()
         ),
         None,
     )
@@ -513,16 +612,26 @@ async fn destinations_that_are_down_fail_their_records_in_time() {
     let handled = env.run(&event(&all)).await;
     let expected: BTreeMap<usize, &str> = (0..6).map(|i| (i, "destination")).collect();
     assert_eq!(failed(&handled), expected);
-    assert!(started.elapsed() < Duration::from_secs(20), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
-async fn a_stopped_database_fails_deliveries_and_a_restarted_one_takes_them() {
+async fn a_database_stopped_after_start_fails_deliveries() {
     let postgres = Postgres::start().unwrap();
     postgres
-        .execute_in(Postgres::DATABASE, "CREATE TABLE t (key text PRIMARY KEY, a text)")
+        .execute_in(
+            Postgres::DATABASE,
+            "CREATE TABLE t (key text PRIMARY KEY, a text)",
+        )
         .unwrap();
-    let env = routed(&format!("db={}#table=t&columns=a:ticker", postgres.url()), None);
+    let env = routed(
+        &format!("db={}#table=t&columns=a:ticker", postgres.url()),
+        None,
+    );
     let processor = env.processor().await;
     let event = event(&rows("db", "stop", 3));
     let handled = crate::run(&processor, &event).await;

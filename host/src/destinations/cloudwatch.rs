@@ -52,7 +52,9 @@ impl CloudWatchLogsDestination {
     /// Parses `cloudwatch-logs:GROUP/STREAM` and builds the client.
     pub(crate) async fn new(target: &str, options: Options, aws: &AwsContext<'_>) -> Result<Self> {
         let rest = target.strip_prefix("cloudwatch-logs:").unwrap_or_default();
-        let Some((group, stream)) = rest.rsplit_once('/').filter(|(g, s)| !g.is_empty() && !s.is_empty())
+        let Some((group, stream)) = rest
+            .rsplit_once('/')
+            .filter(|(g, s)| !g.is_empty() && !s.is_empty())
         else {
             bail!("CloudWatch Logs target {target:?} is not cloudwatch-logs:GROUP/STREAM");
         };
@@ -68,8 +70,14 @@ impl CloudWatchLogsDestination {
         })
     }
 
-    async fn put(&self, messages: &[Option<&str>], indices: Vec<usize>) -> Result<Vec<Entry>, String> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    async fn put(
+        &self,
+        messages: &[Option<&str>],
+        indices: Vec<usize>,
+    ) -> Result<Vec<Entry>, String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let events = indices
             .iter()
             .map(|&i| {
@@ -116,7 +124,8 @@ impl CloudWatchLogsDestination {
             .map(|n| {
                 if too_new.is_some_and(|start| n >= start) {
                     Entry::Rejected("CloudWatch Logs rejected the event as too new".into())
-                } else if too_old.is_some_and(|end| n <= end) || expired.is_some_and(|end| n <= end) {
+                } else if too_old.is_some_and(|end| n <= end) || expired.is_some_and(|end| n <= end)
+                {
                     Entry::Rejected("CloudWatch Logs rejected the event as too old".into())
                 } else {
                     Entry::Accepted
@@ -128,10 +137,19 @@ impl CloudWatchLogsDestination {
     /// Creates the group and the stream, either of which may exist already.
     async fn create(&self) -> Result<(), String> {
         let exists = |code: Option<&str>| code == Some("ResourceAlreadyExistsException");
-        if let Err(e) = self.client.create_log_group().log_group_name(&self.group).send().await
+        if let Err(e) = self
+            .client
+            .create_log_group()
+            .log_group_name(&self.group)
+            .send()
+            .await
             && !exists(e.code())
         {
-            return Err(format!("creating log group {}: {}", self.group, sdk_error(&e)));
+            return Err(format!(
+                "creating log group {}: {}",
+                self.group,
+                sdk_error(&e)
+            ));
         }
         match self
             .client
@@ -141,9 +159,12 @@ impl CloudWatchLogsDestination {
             .send()
             .await
         {
-            Err(e) if !exists(e.code()) => {
-                Err(format!("creating log stream {}/{}: {}", self.group, self.stream, sdk_error(&e)))
-            }
+            Err(e) if !exists(e.code()) => Err(format!(
+                "creating log stream {}/{}: {}",
+                self.group,
+                self.stream,
+                sdk_error(&e)
+            )),
             _ => Ok(()),
         }
     }
@@ -160,7 +181,9 @@ impl Destination for CloudWatchLogsDestination {
                 .iter()
                 .map(|i| std::str::from_utf8(&i.data).ok().filter(|m| !m.is_empty()))
                 .collect();
-            let valid: Vec<usize> = (0..items.len()).filter(|&i| messages[i].is_some()).collect();
+            let valid: Vec<usize> = (0..items.len())
+                .filter(|&i| messages[i].is_some())
+                .collect();
             let batches = batches(
                 &valid,
                 |i| items[i].data.len() + LOG_EVENT_OVERHEAD,
@@ -194,9 +217,13 @@ pub struct CloudWatchMetricsDestination {
 impl CloudWatchMetricsDestination {
     /// Parses `cloudwatch-metrics:NAMESPACE` and builds the client.
     pub(crate) async fn new(target: &str, options: Options, aws: &AwsContext<'_>) -> Result<Self> {
-        let namespace = target.strip_prefix("cloudwatch-metrics:").unwrap_or_default();
+        let namespace = target
+            .strip_prefix("cloudwatch-metrics:")
+            .unwrap_or_default();
         if namespace.is_empty() || namespace.starts_with("AWS/") {
-            bail!("CloudWatch metrics target {target:?} names no namespace of its own: use cloudwatch-metrics:NAMESPACE");
+            bail!(
+                "CloudWatch metrics target {target:?} names no namespace of its own: use cloudwatch-metrics:NAMESPACE"
+            );
         }
         options.finish()?;
         let mut config = aws_sdk_cloudwatch::config::Builder::from(aws.sdk().await);
@@ -211,7 +238,11 @@ impl CloudWatchMetricsDestination {
 
     /// One `PutMetricData` call with the datums of these outputs; the error says whether
     /// CloudWatch refused the data as invalid.
-    async fn send(&self, data: &[Result<Vec<MetricDatum>, String>], indices: &[usize]) -> Result<(), (String, bool)> {
+    async fn send(
+        &self,
+        data: &[Result<Vec<MetricDatum>, String>],
+        indices: &[usize],
+    ) -> Result<(), (String, bool)> {
         let datums: Vec<MetricDatum> = indices
             .iter()
             .filter_map(|&i| data[i].as_ref().ok())
@@ -228,20 +259,37 @@ impl CloudWatchMetricsDestination {
             .map_err(|e| {
                 let invalid = matches!(
                     e.code(),
-                    Some("InvalidParameterValue" | "InvalidParameterCombination" | "MissingParameter")
+                    Some(
+                        "InvalidParameterValue"
+                            | "InvalidParameterCombination"
+                            | "MissingParameter"
+                    )
                 );
-                (format!("CloudWatch PutMetricData to {}: {}", self.namespace, sdk_error(&e)), invalid)
+                (
+                    format!(
+                        "CloudWatch PutMetricData to {}: {}",
+                        self.namespace,
+                        sdk_error(&e)
+                    ),
+                    invalid,
+                )
             })
     }
 
-    async fn put(&self, data: &[Result<Vec<MetricDatum>, String>], indices: Vec<usize>) -> Result<Vec<Entry>, String> {
+    async fn put(
+        &self,
+        data: &[Result<Vec<MetricDatum>, String>],
+        indices: Vec<usize>,
+    ) -> Result<Vec<Entry>, String> {
         match self.send(data, &indices).await {
             Ok(()) => Ok(indices.iter().map(|_| Entry::Accepted).collect()),
             Err((message, false)) => Err(message),
             Err((message, true)) if indices.len() == 1 => Ok(vec![Entry::Rejected(message)]),
             Err(_) => {
                 // Find the bad outputs: each one alone, so the others still land.
-                let alone = indices.iter().map(|i| self.send(data, std::slice::from_ref(i)));
+                let alone = indices
+                    .iter()
+                    .map(|i| self.send(data, std::slice::from_ref(i)));
                 Ok(futures::future::join_all(alone)
                     .await
                     .into_iter()
@@ -258,7 +306,8 @@ impl CloudWatchMetricsDestination {
 
 /// The datums of one output, or why it has none.
 fn metric_data(data: &[u8]) -> Result<Vec<MetricDatum>, String> {
-    let value: Value = serde_json::from_slice(data).map_err(|e| format!("metric output is not JSON: {e}"))?;
+    let value: Value =
+        serde_json::from_slice(data).map_err(|e| format!("metric output is not JSON: {e}"))?;
     match value {
         Value::Array(values) if !values.is_empty() => values.iter().map(datum).collect(),
         Value::Object(_) => Ok(vec![datum(&value)?]),
@@ -268,7 +317,10 @@ fn metric_data(data: &[u8]) -> Result<Vec<MetricDatum>, String> {
 
 /// One datum from `{"metric", "value", "unit"?, "dimensions"?, "timestamp"?, "storage_resolution"?}`.
 fn datum(value: &Value) -> Result<MetricDatum, String> {
-    let name = value["metric"].as_str().filter(|s| !s.is_empty()).ok_or("metric output needs \"metric\": a name")?;
+    let name = value["metric"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or("metric output needs \"metric\": a name")?;
     let number = value["value"]
         .as_f64()
         .filter(|v| v.is_finite())
@@ -279,7 +331,11 @@ fn datum(value: &Value) -> Result<MetricDatum, String> {
         Value::String(unit) if StandardUnit::values().contains(&unit.as_str()) => {
             datum = datum.unit(StandardUnit::from(unit.as_str()));
         }
-        other => return Err(format!("metric \"unit\" {other} is not a CloudWatch standard unit")),
+        other => {
+            return Err(format!(
+                "metric \"unit\" {other} is not a CloudWatch standard unit"
+            ));
+        }
     }
     match &value["dimensions"] {
         Value::Null => {}
@@ -288,7 +344,11 @@ fn datum(value: &Value) -> Result<MetricDatum, String> {
                 let value = match value {
                     Value::String(s) => s.clone(),
                     Value::Number(n) => n.to_string(),
-                    _ => return Err(format!("metric dimension {name:?} must be a string or number")),
+                    _ => {
+                        return Err(format!(
+                            "metric dimension {name:?} must be a string or number"
+                        ));
+                    }
                 };
                 datum = datum.dimensions(Dimension::builder().name(name).value(value).build());
             }
@@ -298,7 +358,9 @@ fn datum(value: &Value) -> Result<MetricDatum, String> {
     match &value["timestamp"] {
         Value::Null => {}
         Value::Number(ms) => {
-            let ms = ms.as_i64().ok_or("metric \"timestamp\" must be whole epoch milliseconds")?;
+            let ms = ms
+                .as_i64()
+                .ok_or("metric \"timestamp\" must be whole epoch milliseconds")?;
             datum = datum.timestamp(DateTime::from_millis(ms));
         }
         Value::String(text) => {
@@ -358,7 +420,10 @@ mod tests {
         assert_eq!(d.value(), Some(12.5));
         assert_eq!(d.unit(), Some(&StandardUnit::Milliseconds));
         assert_eq!(d.dimensions().len(), 2);
-        assert_eq!(d.timestamp(), Some(&DateTime::from_millis(1_700_000_000_000)));
+        assert_eq!(
+            d.timestamp(),
+            Some(&DateTime::from_millis(1_700_000_000_000))
+        );
         assert_eq!(d.storage_resolution(), Some(1));
         let two = metric_data(br#"[{"metric":"a","value":1},{"metric":"b","value":2,"timestamp":"2024-01-01T00:00:00Z"}]"#).unwrap();
         assert_eq!(two.len(), 2);
@@ -370,7 +435,11 @@ mod tests {
             br#"[]"#,
             b"not json",
         ] {
-            assert!(metric_data(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+            assert!(
+                metric_data(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 }

@@ -35,7 +35,11 @@ pub struct DynamoDbDestination {
 
 impl DynamoDbDestination {
     /// Parses `dynamodb:TABLE` and builds the client.
-    pub(crate) async fn new(target: &str, mut options: Options, aws: &AwsContext<'_>) -> Result<Self> {
+    pub(crate) async fn new(
+        target: &str,
+        mut options: Options,
+        aws: &AwsContext<'_>,
+    ) -> Result<Self> {
         let table = target.strip_prefix("dynamodb:").unwrap_or_default();
         if table.len() < 3 {
             bail!("DynamoDB target {target:?} names no table: use dynamodb:TABLE");
@@ -68,11 +72,18 @@ impl DynamoDbDestination {
         Ok(item)
     }
 
-    async fn write(&self, items: &[Option<Item>], indices: Vec<usize>) -> Result<Vec<Entry>, String> {
+    async fn write(
+        &self,
+        items: &[Option<Item>],
+        indices: Vec<usize>,
+    ) -> Result<Vec<Entry>, String> {
         let requests = indices
             .iter()
             .map(|&i| {
-                let put = PutRequest::builder().set_item(items[i].clone()).build().map_err(|e| e.to_string())?;
+                let put = PutRequest::builder()
+                    .set_item(items[i].clone())
+                    .build()
+                    .map_err(|e| e.to_string())?;
                 Ok(WriteRequest::builder().put_request(put).build())
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -87,7 +98,13 @@ impl DynamoDbDestination {
             Err(e) if e.code() == Some("ValidationException") => {
                 return Ok(self.put_each(items, &indices).await);
             }
-            Err(e) => return Err(format!("DynamoDB BatchWriteItem to {}: {}", self.table, sdk_error(&e))),
+            Err(e) => {
+                return Err(format!(
+                    "DynamoDB BatchWriteItem to {}: {}",
+                    self.table,
+                    sdk_error(&e)
+                ));
+            }
         };
         let unprocessed: Vec<&Item> = answer
             .unprocessed_items()
@@ -110,15 +127,23 @@ impl DynamoDbDestination {
     /// Writes a batch DynamoDB refused as a whole one item at a time, to find the bad ones.
     async fn put_each(&self, items: &[Option<Item>], indices: &[usize]) -> Vec<Entry> {
         let puts = indices.iter().map(|&i| async move {
-            let put = self.client.put_item().table_name(&self.table).set_item(items[i].clone()).send().await;
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .set_item(items[i].clone())
+                .send()
+                .await;
             match put {
                 Ok(_) => Entry::Accepted,
                 Err(e) => {
                     let message = format!("DynamoDB PutItem to {}: {}", self.table, sdk_error(&e));
                     match e.code() {
-                        Some("ProvisionedThroughputExceededException" | "ThrottlingException" | "RequestLimitExceeded") => {
-                            Entry::Retry(message)
-                        }
+                        Some(
+                            "ProvisionedThroughputExceededException"
+                            | "ThrottlingException"
+                            | "RequestLimitExceeded",
+                        ) => Entry::Retry(message),
                         _ => Entry::Rejected(message),
                     }
                 }
@@ -159,7 +184,8 @@ impl Destination for DynamoDbDestination {
                     valid.push(i);
                 }
             }
-            let prepared: Vec<Option<Item>> = converted.iter().map(|r| r.as_ref().ok().cloned()).collect();
+            let prepared: Vec<Option<Item>> =
+                converted.iter().map(|r| r.as_ref().ok().cloned()).collect();
             let batches = batches(&valid, |i| items[i].data.len(), 25, 15 << 20);
             let mut results = deliver_batches(items.len(), batches, 4, deadline, |indices| {
                 self.write(&prepared, indices)

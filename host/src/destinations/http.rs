@@ -33,27 +33,41 @@ impl HttpDestination {
     pub(crate) fn new(target: &str, mut options: Options) -> Result<Self> {
         let url = reqwest::Url::parse(target)
             .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()))
+            .filter(|u| {
+                matches!(u.scheme(), "http" | "https")
+                    && u.host_str().is_some_and(|h| !h.is_empty())
+            })
             .with_context(|| format!("HTTP target {target:?} is not an http(s) URL"))?;
-        let method = match options.take("method").as_deref().map(str::to_ascii_uppercase).as_deref() {
+        let method = match options
+            .take("method")
+            .as_deref()
+            .map(str::to_ascii_uppercase)
+            .as_deref()
+        {
             None | Some("POST") => reqwest::Method::POST,
             Some("PUT") => reqwest::Method::PUT,
             Some(other) => bail!("HTTP option method={other:?}: use POST or PUT"),
         };
         let timeout = Duration::from_millis(options.number("timeout_ms", 10_000)?.max(1));
-        let connect_timeout = Duration::from_millis(options.number("connect_timeout_ms", 3_000)?.max(1));
-        let retries = u32::try_from(options.number("retries", 3)?).context("option retries is too large")?;
+        let connect_timeout =
+            Duration::from_millis(options.number("connect_timeout_ms", 3_000)?.max(1));
+        let retries =
+            u32::try_from(options.number("retries", 3)?).context("option retries is too large")?;
         let concurrency = options.number("concurrency", 8)?.clamp(1, 256) as usize;
         let mut headers = HeaderMap::new();
-        let content_type = options.take("content_type").unwrap_or_else(|| "application/json".into());
+        let content_type = options
+            .take("content_type")
+            .unwrap_or_else(|| "application/json".into());
         headers.insert(
             reqwest::header::CONTENT_TYPE,
-            HeaderValue::from_str(&content_type).context("option content_type is not a header value")?,
+            HeaderValue::from_str(&content_type)
+                .context("option content_type is not a header value")?,
         );
         for (name, value) in options.take_prefixed("header.") {
             let name = HeaderName::from_bytes(name.as_bytes())
                 .with_context(|| format!("option header.{name} is not a header name"))?;
-            let value = HeaderValue::from_str(&value).with_context(|| format!("option header.{name} has a bad value"))?;
+            let value = HeaderValue::from_str(&value)
+                .with_context(|| format!("option header.{name} has a bad value"))?;
             headers.append(name, value);
         }
         options.finish()?;
@@ -62,7 +76,14 @@ impl HttpDestination {
             .connect_timeout(connect_timeout)
             .build()
             .context("building the HTTP client")?;
-        Ok(HttpDestination { client, url, method, timeout, retries, concurrency })
+        Ok(HttpDestination {
+            client,
+            url,
+            method,
+            timeout,
+            retries,
+            concurrency,
+        })
     }
 
     async fn send(&self, item: &Envelope, deadline: Instant) -> Result<(), DeliveryError> {
@@ -88,26 +109,39 @@ impl HttpDestination {
                         .and_then(|v| v.trim().parse::<u64>().ok())
                         .map(Duration::from_secs);
                     let body = answer.text().await.unwrap_or_default();
-                    let message = format!("{} {} answered {status}: {}", self.method, self.url, body.chars().take(200).collect::<String>());
+                    let message = format!(
+                        "{} {} answered {status}: {}",
+                        self.method,
+                        self.url,
+                        body.chars().take(200).collect::<String>()
+                    );
                     let transient = status.as_u16() == 429
-                        || (status.is_server_error() && status != reqwest::StatusCode::NOT_IMPLEMENTED);
+                        || (status.is_server_error()
+                            && status != reqwest::StatusCode::NOT_IMPLEMENTED);
                     if !transient {
                         return Err(DeliveryError::new(message));
                     }
                     (message, retry_after)
                 }
-                Err(e) => (format!("{} {}: {}", self.method, self.url, super::sdk_error(&e)), None),
+                Err(e) => (
+                    format!("{} {}: {}", self.method, self.url, super::sdk_error(&e)),
+                    None,
+                ),
             };
             attempt += 1;
             if attempt > self.retries {
-                return Err(DeliveryError::new(format!("{message} (after {attempt} attempts)")));
+                return Err(DeliveryError::new(format!(
+                    "{message} (after {attempt} attempts)"
+                )));
             }
             let waited = match retry_after {
                 Some(wait) => wait_until_before(Instant::now() + wait, deadline).await,
                 None => backoff(attempt, deadline).await,
             };
             if !waited {
-                return Err(DeliveryError::new(format!("{message} (no time left to retry)")));
+                return Err(DeliveryError::new(format!(
+                    "{message} (no time left to retry)"
+                )));
             }
         }
     }

@@ -129,9 +129,9 @@ impl Destinations {
         };
         let mut by_name = HashMap::new();
         for binding in spec.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-            let (name, target) = binding.split_once('=').with_context(|| {
-                format!("DESTINATIONS entry {binding:?} is not name=target")
-            })?;
+            let (name, target) = binding
+                .split_once('=')
+                .with_context(|| format!("DESTINATIONS entry {binding:?} is not name=target"))?;
             let (name, target) = (name.trim(), target.trim());
             if name.is_empty() {
                 bail!("DESTINATIONS entry {binding:?} has an empty name");
@@ -146,7 +146,11 @@ impl Destinations {
         Ok(Destinations { by_name })
     }
 
-    async fn target(name: &str, target: &str, aws: &AwsContext<'_>) -> Result<Arc<dyn Destination>> {
+    async fn target(
+        name: &str,
+        target: &str,
+        aws: &AwsContext<'_>,
+    ) -> Result<Arc<dyn Destination>> {
         let (scheme, rest) = target.split_once(':').unwrap_or((target, ""));
         let (base, options) = split_options(target)?;
         Ok(match scheme {
@@ -159,7 +163,9 @@ impl Destinations {
             "sqs" => Arc::new(SqsDestination::new(base, options, aws).await?),
             "sns" => Arc::new(SnsDestination::new(base, options, aws).await?),
             "dynamodb" => Arc::new(DynamoDbDestination::new(base, options, aws).await?),
-            "cloudwatch-logs" => Arc::new(CloudWatchLogsDestination::new(base, options, aws).await?),
+            "cloudwatch-logs" => {
+                Arc::new(CloudWatchLogsDestination::new(base, options, aws).await?)
+            }
             "cloudwatch-metrics" => {
                 Arc::new(CloudWatchMetricsDestination::new(base, options, aws).await?)
             }
@@ -218,7 +224,12 @@ impl Options {
 
     /// Takes every option whose name starts with `prefix`, without the prefix.
     pub(crate) fn take_prefixed(&mut self, prefix: &str) -> Vec<(String, String)> {
-        let keys: Vec<String> = self.0.keys().filter(|k| k.starts_with(prefix)).cloned().collect();
+        let keys: Vec<String> = self
+            .0
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .cloned()
+            .collect();
         keys.into_iter()
             .filter_map(|k| {
                 let value = self.0.remove(&k)?;
@@ -256,7 +267,10 @@ fn split_options(target: &str) -> Result<(&str, Options)> {
     };
     let mut options = BTreeMap::new();
     for (key, value) in url::form_urlencoded::parse(fragment.as_bytes()) {
-        if options.insert(key.to_string(), value.into_owned()).is_some() {
+        if options
+            .insert(key.to_string(), value.into_owned())
+            .is_some()
+        {
             bail!("option {key:?} is given twice");
         }
     }
@@ -361,7 +375,9 @@ where
                 for (i, entry) in pending.iter().copied().zip(entries) {
                     match entry {
                         Entry::Accepted => outcome.push((i, Ok(()))),
-                        Entry::Rejected(message) => outcome.push((i, Err(DeliveryError::new(message)))),
+                        Entry::Rejected(message) => {
+                            outcome.push((i, Err(DeliveryError::new(message))))
+                        }
                         Entry::Retry(message) => {
                             retry.push(i);
                             last = message;
@@ -448,14 +464,20 @@ mod tests {
             ("postgres://u@127.0.0.1/db", "table"),
             ("postgres://u@127.0.0.1/db#table=t", "columns"),
             ("postgres://u@127.0.0.1/db#table=t&columns=a;b:", "columns"),
-            ("postgres://u@127.0.0.1:notaport/db#table=t&columns=a", "postgres"),
+            (
+                "postgres://u@127.0.0.1:notaport/db#table=t&columns=a",
+                "postgres",
+            ),
         ] {
             let spec = format!("out={target}");
             let err = Destinations::from_config(Some(&spec), None, &aws)
                 .await
                 .expect_err(target);
             let text = format!("{err:#}");
-            assert!(text.contains(target) && text.contains(expected), "{target}: {text}");
+            assert!(
+                text.contains(target) && text.contains(expected),
+                "{target}: {text}"
+            );
         }
     }
 
@@ -465,7 +487,10 @@ mod tests {
             split_options("https://h/p?q=1#timeout_ms=5&header.X-A=b%2Cc").unwrap();
         assert_eq!(base, "https://h/p?q=1");
         assert_eq!(options.number("timeout_ms", 1).unwrap(), 5);
-        assert_eq!(options.take_prefixed("header."), [("X-A".into(), "b,c".into())]);
+        assert_eq!(
+            options.take_prefixed("header."),
+            [("X-A".into(), "b,c".into())]
+        );
         options.finish().unwrap();
         let (_, options) = split_options("x#typo=1").unwrap();
         assert!(format!("{:#}", options.finish().unwrap_err()).contains("typo"));
@@ -474,7 +499,10 @@ mod tests {
     #[test]
     fn chunks_respect_counts_and_bytes() {
         assert_eq!(chunks(&[1; 25], 10, 100), [0..10, 10..20, 20..25]);
-        assert_eq!(chunks(&[60, 60, 200, 10], 10, 100), [0..1, 1..2, 2..3, 3..4]);
+        assert_eq!(
+            chunks(&[60, 60, 200, 10], 10, 100),
+            [0..1, 1..2, 2..3, 3..4]
+        );
         assert_eq!(chunks(&[30, 30, 30, 30], 10, 100), [0..3, 3..4]);
         assert!(chunks(&[], 10, 100).is_empty());
     }

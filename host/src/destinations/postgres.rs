@@ -65,7 +65,11 @@ impl PostgresDestination {
             .take("columns")
             .context("postgres target needs #columns=COLUMN[:FIELD];...")?;
         let mut columns = Vec::new();
-        for entry in columns_spec.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        for entry in columns_spec
+            .split(';')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             let (column, field) = entry.split_once(':').unwrap_or((entry, entry));
             let (column, field) = (column.trim(), field.trim());
             if column.is_empty() || field.is_empty() {
@@ -136,13 +140,17 @@ impl PostgresDestination {
                 &[&self.table],
             )
             .await
-            .map_err(|e| Failure::classify(&format!("looking up the columns of {}", self.table), &e))?;
+            .map_err(|e| {
+                Failure::classify(&format!("looking up the columns of {}", self.table), &e)
+            })?;
         self.column_names()
             .map(|column| {
                 rows.iter()
                     .find(|r| quote(r.get(0)) == *column)
                     .map(|r| r.get::<_, String>(1))
-                    .ok_or_else(|| Failure::Final(format!("table {} has no column {column}", self.table)))
+                    .ok_or_else(|| {
+                        Failure::Final(format!("table {} has no column {column}", self.table))
+                    })
             })
             .collect()
     }
@@ -190,7 +198,9 @@ impl PostgresDestination {
                 .flatten()
                 .map(|v| v as &(dyn ToSql + Sync))
                 .collect();
-            transaction.execute(&self.statement(types, chunk.len()), &params).await?;
+            transaction
+                .execute(&self.statement(types, chunk.len()), &params)
+                .await?;
         }
         transaction.commit().await
     }
@@ -219,7 +229,11 @@ impl PostgresDestination {
                 }
                 Err(e) if is_bad_row(&e) => {
                     savepoint.rollback().await?;
-                    results.push(Err(format!("inserting into {}: {}", self.table, db_message(&e))));
+                    results.push(Err(format!(
+                        "inserting into {}: {}",
+                        self.table,
+                        db_message(&e)
+                    )));
                 }
                 Err(e) => return Err(e),
             }
@@ -234,11 +248,12 @@ impl PostgresDestination {
         values: &[Result<Vec<Option<String>>, String>],
         rows: &[usize],
     ) -> Result<Vec<Result<(), String>>, Failure> {
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| Failure::Transient(format!("connecting to PostgreSQL: {}", super::sdk_error(&e))))?;
+        let mut client = self.pool.get().await.map_err(|e| {
+            Failure::Transient(format!(
+                "connecting to PostgreSQL: {}",
+                super::sdk_error(&e)
+            ))
+        })?;
         let types = self
             .types
             .get_or_try_init(|| self.lookup_types(&client))
@@ -250,7 +265,10 @@ impl PostgresDestination {
                 .insert_each(client, types, values, rows)
                 .await
                 .map_err(|e| Failure::classify(&format!("inserting into {}", self.table), &e)),
-            Err(e) => Err(Failure::classify(&format!("inserting into {}", self.table), &e)),
+            Err(e) => Err(Failure::classify(
+                &format!("inserting into {}", self.table),
+                &e,
+            )),
         }
     }
 }
@@ -276,13 +294,18 @@ impl Failure {
                     || code.code().starts_with("57P")
             }
         };
-        if transient { Failure::Transient(message) } else { Failure::Final(message) }
+        if transient {
+            Failure::Transient(message)
+        } else {
+            Failure::Final(message)
+        }
     }
 }
 
 /// Whether the error is about the data of a row (SQLSTATE class 22 or 23).
 fn is_bad_row(e: &tokio_postgres::Error) -> bool {
-    e.code().is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
+    e.code()
+        .is_some_and(|c| c.code().starts_with("22") || c.code().starts_with("23"))
 }
 
 /// The server's message when there is one (tokio-postgres' own `Display` says only "db error").

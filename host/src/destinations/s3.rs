@@ -75,7 +75,11 @@ impl S3Destination {
             .await
             .map(|_| ())
             .map_err(|e| {
-                DeliveryError::new(format!("S3 PutObject s3://{}/{key}: {}", self.bucket, sdk_error(&e)))
+                DeliveryError::new(format!(
+                    "S3 PutObject s3://{}/{key}: {}",
+                    self.bucket,
+                    sdk_error(&e)
+                ))
             })
     }
 }

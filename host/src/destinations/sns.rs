@@ -29,7 +29,11 @@ pub struct SnsDestination {
 
 impl SnsDestination {
     /// Parses `sns:TOPIC_ARN` and builds the client.
-    pub(crate) async fn new(target: &str, mut options: Options, aws: &AwsContext<'_>) -> Result<Self> {
+    pub(crate) async fn new(
+        target: &str,
+        mut options: Options,
+        aws: &AwsContext<'_>,
+    ) -> Result<Self> {
         let topic_arn = target.strip_prefix("sns:").unwrap_or_default();
         let parts: Vec<&str> = topic_arn.split(':').collect();
         if parts.len() != 6 || parts[0] != "arn" || parts[2] != "sns" || parts[5].is_empty() {
@@ -51,7 +55,12 @@ impl SnsDestination {
         })
     }
 
-    async fn send(&self, items: &[Envelope], bodies: &[Option<&str>], indices: Vec<usize>) -> Result<Vec<Entry>, String> {
+    async fn send(
+        &self,
+        items: &[Envelope],
+        bodies: &[Option<&str>],
+        indices: Vec<usize>,
+    ) -> Result<Vec<Entry>, String> {
         let mut request = self.client.publish_batch().topic_arn(&self.topic_arn);
         for (n, &i) in indices.iter().enumerate() {
             let item = &items[i];
@@ -63,7 +72,8 @@ impl SnsDestination {
                     .message_deduplication_id(&item.key)
                     .message_group_id(self.group.as_deref().unwrap_or(&item.destination));
             }
-            request = request.publish_batch_request_entries(entry.build().map_err(|e| e.to_string())?);
+            request =
+                request.publish_batch_request_entries(entry.build().map_err(|e| e.to_string())?);
         }
         let answer = request
             .send()
@@ -73,7 +83,11 @@ impl SnsDestination {
             .map(|_| Entry::Retry("SNS did not answer for this message".into()))
             .collect();
         for ok in answer.successful() {
-            if let Some(entry) = ok.id().and_then(|id| id.parse::<usize>().ok()).and_then(|n| entries.get_mut(n)) {
+            if let Some(entry) = ok
+                .id()
+                .and_then(|id| id.parse::<usize>().ok())
+                .and_then(|n| entries.get_mut(n))
+            {
                 *entry = Entry::Accepted;
             }
         }
@@ -83,7 +97,12 @@ impl SnsDestination {
                 failed.code(),
                 failed.message().unwrap_or_default()
             );
-            if let Some(entry) = failed.id().parse::<usize>().ok().and_then(|n| entries.get_mut(n)) {
+            if let Some(entry) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| entries.get_mut(n))
+            {
                 *entry = if failed.sender_fault() {
                     Entry::Rejected(message)
                 } else {
@@ -102,8 +121,10 @@ impl Destination for SnsDestination {
         deadline: Instant,
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
-            let bodies: Vec<Option<&str>> =
-                items.iter().map(|i| std::str::from_utf8(&i.data).ok()).collect();
+            let bodies: Vec<Option<&str>> = items
+                .iter()
+                .map(|i| std::str::from_utf8(&i.data).ok())
+                .collect();
             let valid: Vec<usize> = (0..items.len()).filter(|&i| bodies[i].is_some()).collect();
             let batches = batches(&valid, |i| items[i].data.len(), 10, self.max_batch_bytes);
             let mut results = deliver_batches(items.len(), batches, 4, deadline, |indices| {

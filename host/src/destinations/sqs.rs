@@ -31,7 +31,11 @@ pub struct SqsDestination {
 
 impl SqsDestination {
     /// Parses `sqs:QUEUE_URL` and builds the client.
-    pub(crate) async fn new(target: &str, mut options: Options, aws: &AwsContext<'_>) -> Result<Self> {
+    pub(crate) async fn new(
+        target: &str,
+        mut options: Options,
+        aws: &AwsContext<'_>,
+    ) -> Result<Self> {
         let queue_url = target.strip_prefix("sqs:").unwrap_or_default();
         if !(queue_url.starts_with("https://") || queue_url.starts_with("http://"))
             || url::Url::parse(queue_url).is_err()
@@ -54,7 +58,12 @@ impl SqsDestination {
         })
     }
 
-    async fn send(&self, items: &[Envelope], bodies: &[Option<&str>], indices: Vec<usize>) -> Result<Vec<Entry>, String> {
+    async fn send(
+        &self,
+        items: &[Envelope],
+        bodies: &[Option<&str>],
+        indices: Vec<usize>,
+    ) -> Result<Vec<Entry>, String> {
         let mut request = self.client.send_message_batch().queue_url(&self.queue_url);
         for (n, &i) in indices.iter().enumerate() {
             let item = &items[i];
@@ -68,15 +77,23 @@ impl SqsDestination {
             }
             request = request.entries(entry.build().map_err(|e| e.to_string())?);
         }
-        let answer = request
-            .send()
-            .await
-            .map_err(|e| format!("SQS SendMessageBatch to {}: {}", self.queue_url, sdk_error(&e)))?;
+        let answer = request.send().await.map_err(|e| {
+            format!(
+                "SQS SendMessageBatch to {}: {}",
+                self.queue_url,
+                sdk_error(&e)
+            )
+        })?;
         let mut entries: Vec<Entry> = (0..indices.len())
             .map(|_| Entry::Retry("SQS did not answer for this message".into()))
             .collect();
         for ok in answer.successful() {
-            if let Some(entry) = ok.id().parse::<usize>().ok().and_then(|n| entries.get_mut(n)) {
+            if let Some(entry) = ok
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| entries.get_mut(n))
+            {
                 *entry = Entry::Accepted;
             }
         }
@@ -86,7 +103,12 @@ impl SqsDestination {
                 failed.code(),
                 failed.message().unwrap_or_default()
             );
-            if let Some(entry) = failed.id().parse::<usize>().ok().and_then(|n| entries.get_mut(n)) {
+            if let Some(entry) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| entries.get_mut(n))
+            {
                 *entry = if failed.sender_fault() {
                     Entry::Rejected(message)
                 } else {
@@ -105,8 +127,10 @@ impl Destination for SqsDestination {
         deadline: Instant,
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
-            let bodies: Vec<Option<&str>> =
-                items.iter().map(|i| std::str::from_utf8(&i.data).ok()).collect();
+            let bodies: Vec<Option<&str>> = items
+                .iter()
+                .map(|i| std::str::from_utf8(&i.data).ok())
+                .collect();
             let valid: Vec<usize> = (0..items.len()).filter(|&i| bodies[i].is_some()).collect();
             let batches = batches(&valid, |i| items[i].data.len(), 10, self.max_batch_bytes);
             let mut results = deliver_batches(items.len(), batches, 4, deadline, |indices| {
