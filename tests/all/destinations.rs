@@ -588,22 +588,19 @@ async fn destinations_that_are_down_fail_their_records_in_time() {
         listener.local_addr().unwrap().port()
     };
     let (http, aws, pg) = (closed(), closed(), closed());
-    let env = routed(
-        &format!(
-            "api=http://127.0.0.1:{http}/x#retries=1,\
-             queue=sqs:http://127.0.0.1:{aws}/123456789012/q,\
-             db=postgres://u:p@127.0.0.1:{pg}/db#table=t&columns=a,\
-             ok=dir:{}",
-            std::env::temp_dir()
-                .join(format!("dest-down-{}", std::process::id()))
-                .display()
-        ),
-        None,
-    )
-    .with("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{aws}"))
-    .with("AWS_REGION", "us-east-1")
-    .with("AWS_ACCESS_KEY_ID", "testing")
-    .with("AWS_SECRET_ACCESS_KEY", "testing");
+    let env = routed("", None)
+        .with("AWS_ENDPOINT_URL", &format!("http://127.0.0.1:{aws}"))
+        .with("AWS_REGION", "us-east-1")
+        .with("AWS_ACCESS_KEY_ID", "testing")
+        .with("AWS_SECRET_ACCESS_KEY", "testing");
+    let destinations = format!(
+        "api=http://127.0.0.1:{http}/x#retries=1,\
+         queue=sqs:http://127.0.0.1:{aws}/123456789012/q,\
+         db=postgres://u:p@127.0.0.1:{pg}/db#table=t&columns=a,\
+         ok=dir:{}",
+        env.out_dir().display()
+    );
+    let env = env.with("DESTINATIONS", &destinations);
     let mut all = Vec::new();
     for destination in ["api", "queue", "db", "ok"] {
         all.extend(rows(destination, "down", 2));
