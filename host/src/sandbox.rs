@@ -29,8 +29,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-use postprocess::plugin::host::{self as wit_host, Level};
-use postprocess::plugin::types::Metadata;
+use self::postprocess::plugin::host::{self as wit_host, Level};
+use self::postprocess::plugin::types::Metadata;
 
 /// How often the engine's epoch advances: the granularity of wall-clock limits.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -391,7 +391,7 @@ impl wit_host::Host for StoreState {
     }
 }
 
-impl postprocess::plugin::types::Host for StoreState {}
+impl self::postprocess::plugin::types::Host for StoreState {}
 
 impl From<wit_host::Scope> for Scope {
     fn from(s: wit_host::Scope) -> Self {

@@ -146,3 +146,24 @@ fn a_bad_plugin_fails_start_up_with_an_actionable_message() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+#[test]
+fn guest_stdout_and_stderr_reach_the_host_log() {
+    let out = postprocess(
+        plugin::HOSTILE,
+        &["invoke", "--event", "-"],
+        Some(event(&[b"POISON:print".to_vec()]).as_bytes()),
+    );
+    assert!(out.status.success());
+    assert_eq!(response(&out).ok_count(), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let guest: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("\"guest\":true"))
+        .collect();
+    assert_eq!(guest.len(), 2, "{stderr}");
+    assert!(
+        guest.iter().all(|l| l.contains("\"record_id\":\"r0\"")),
+        "{stderr}"
+    );
+}

@@ -43,7 +43,7 @@ async fn durable_state_carries_across_invocations() {
     crate::run(&processor, &event(&ticker_rows(3))).await;
     // A second invocation, with a new processor as after a cold start on the same /tmp.
     let again = env.processor().await;
-    let handled = crate::run(&again, &event(&ticker_rows(6)[3..].to_vec())).await;
+    let handled = crate::run(&again, &event(&ticker_rows(6)[3..])).await;
     assert_eq!(handled.response.ok_count(), 3);
     let groups = aggregates(&env);
     let tech = groups
