@@ -32,7 +32,6 @@ use anyhow::{Result, bail};
 use aws_sdk_cloudwatch::error::ProvideErrorMetadata as _;
 use aws_sdk_cloudwatch::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
-use aws_sdk_cloudwatchlogs::error::ProvideErrorMetadata as _;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use serde_json::Value;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
