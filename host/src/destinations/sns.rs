@@ -127,10 +127,13 @@ impl Destination for SnsDestination {
                 .collect();
             let valid: Vec<usize> = (0..items.len()).filter(|&i| bodies[i].is_some()).collect();
             let batches = batches(&valid, |i| items[i].data.len(), 10, self.max_batch_bytes);
-            let mut results = deliver_batches(items.len(), batches, 4, deadline, |indices| {
-                self.send(items, &bodies, indices)
-            })
-            .await;
+            // A FIFO group's order holds only if its batches go one after another.
+            let concurrency = if self.fifo { 1 } else { 4 };
+            let mut results =
+                deliver_batches(items.len(), batches, concurrency, deadline, |indices| {
+                    self.send(items, &bodies, indices)
+                })
+                .await;
             for (i, body) in bodies.iter().enumerate() {
                 if body.is_none() {
                     results[i] = Err(DeliveryError::new("an SNS message must be UTF-8 text"));
