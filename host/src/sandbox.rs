@@ -158,6 +158,32 @@ impl Sandbox {
             )
         })
     }
+
+    /// Loads a precompiled artifact (`postprocess compile` output, or an entry of the plugin
+    /// cache). Fails with an actionable message when it was made by an engine this one cannot
+    /// run: another wasmtime version or target, or other settings such as `PLUGIN_FUEL` on/off.
+    ///
+    /// Callers pass only artifacts from trusted places: the operator's own `PLUGIN_URI` (local,
+    /// S3 under the function's role, or HTTPS with a `#sha256=` pin, which the loader checked)
+    /// or this host's cache directory.
+    #[allow(unsafe_code)]
+    pub fn deserialize(&self, location: &str, artifact: &[u8]) -> Result<Component> {
+        // SAFETY: `Component::deserialize` trusts that the bytes are an artifact wasmtime
+        // produced, since they are native code run as is. wasmtime itself checks the header,
+        // version and engine settings (so a mismatch is an error, not UB); what it cannot check
+        // is that the code was not forged. The loader only gets here with bytes the operator
+        // chose and we verified (see above) or that this host wrote atomically to its own cache,
+        // so they are `serialize` output of a wasmtime engine.
+        let component = unsafe { Component::deserialize(&self.engine, artifact) };
+        component.map_err(anyhow::Error::from).with_context(|| {
+            format!(
+                "plugin {location} is a precompiled artifact this host cannot load: it must come \
+                 from `postprocess compile` of this same postprocess build, run with the same \
+                 PLUGIN_FUEL (on or off) and limits as this function; recompile it, or point \
+                 PLUGIN_URI at the .wasm component instead"
+            )
+        })
+    }
 }
 
 /// A plugin compiled and linked, ready to instantiate.

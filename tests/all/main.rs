@@ -5,6 +5,7 @@ mod cli;
 mod contract;
 mod hostile;
 mod limits;
+mod plugin_sources;
 mod state;
 
 use base64::Engine as _;
@@ -68,6 +69,8 @@ impl Env {
         vars.insert("PLUGIN_URI".into(), plugins.into());
         vars.insert("STATE_DIR".into(), dir.path().join("state").display().to_string());
         vars.insert("OUTPUT_DIR".into(), dir.path().join("out").display().to_string());
+        // A private compiled-plugin cache, so no test sees another's entries.
+        vars.insert("PLUGIN_CACHE_DIR".into(), dir.path().join("cache").display().to_string());
         Env { dir, vars }
     }
 
