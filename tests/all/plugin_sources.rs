@@ -250,8 +250,7 @@ async fn the_size_cap_applies_to_files_and_downloads() {
 
     // And the cap obeyed: exactly the plugin's size is enough.
     let exact = size.to_string();
-    let mut env = Env::new(&streamed.url("string_transform.wasm")).with("PLUGIN_MAX_BYTES", &exact);
-    env = env.with("PLUGIN_CACHE_DIR", &env.dir.path().join("c").display().to_string());
+    let env = Env::new(&streamed.url("string_transform.wasm")).with("PLUGIN_MAX_BYTES", &exact);
     assert!(Processor::new(&env.config()).await.is_ok());
 }
 
