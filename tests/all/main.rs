@@ -4,6 +4,7 @@
 mod cli;
 mod contract;
 mod hostile;
+mod lambda_runtime;
 mod limits;
 mod plugin_sources;
 mod state;
@@ -67,10 +68,19 @@ impl Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vars = BTreeMap::new();
         vars.insert("PLUGIN_URI".into(), plugins.into());
-        vars.insert("STATE_DIR".into(), dir.path().join("state").display().to_string());
-        vars.insert("OUTPUT_DIR".into(), dir.path().join("out").display().to_string());
+        vars.insert(
+            "STATE_DIR".into(),
+            dir.path().join("state").display().to_string(),
+        );
+        vars.insert(
+            "OUTPUT_DIR".into(),
+            dir.path().join("out").display().to_string(),
+        );
         // A private compiled-plugin cache, so no test sees another's entries.
-        vars.insert("PLUGIN_CACHE_DIR".into(), dir.path().join("cache").display().to_string());
+        vars.insert(
+            "PLUGIN_CACHE_DIR".into(),
+            dir.path().join("cache").display().to_string(),
+        );
         Env { dir, vars }
     }
 
