@@ -49,10 +49,16 @@ fn median(values: &mut [f64]) -> f64 {
 }
 
 fn main() {
-    let runs: usize = std::env::var("RUNS").ok().and_then(|r| r.parse().ok()).unwrap_or(10);
+    let runs: usize = std::env::var("RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(10);
     let work = tempfile::tempdir().expect("temp dir");
     let precompile = |wasm: &str| {
-        let name = Path::new(wasm).file_stem().and_then(|s| s.to_str()).unwrap_or("p");
+        let name = Path::new(wasm)
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("p");
         let cwasm = work.path().join(format!("{name}.cwasm"));
         let out = Command::new(BIN)
             .args(["compile", wasm, "-o"])
@@ -60,7 +66,11 @@ fn main() {
             .env_remove("PLUGIN_FUEL")
             .output()
             .expect("run postprocess compile");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         cwasm.display().to_string()
     };
 
@@ -69,7 +79,11 @@ fn main() {
     let mut rows = Vec::new();
     for (label, plugins) in [("1 stage", &one[..]), ("4 stages", &four[..])] {
         let wasm_uri = plugins.join(",");
-        let cwasm_uri = plugins.iter().map(|p| precompile(p)).collect::<Vec<_>>().join(",");
+        let cwasm_uri = plugins
+            .iter()
+            .map(|p| precompile(p))
+            .collect::<Vec<_>>()
+            .join(",");
         let warm = work.path().join(format!("warm-{}", plugins.len()));
         start_once(&wasm_uri, &warm); // fills the cache
         for (scenario, uri, fresh_cache) in [
@@ -80,7 +94,8 @@ fn main() {
             let (mut walls, mut inits) = (Vec::new(), Vec::new());
             for run in 0..runs {
                 let cache = if fresh_cache {
-                    work.path().join(format!("fresh-{}-{run}-{}", plugins.len(), scenario.len()))
+                    work.path()
+                        .join(format!("fresh-{}-{run}-{}", plugins.len(), scenario.len()))
                 } else {
                     warm.clone()
                 };

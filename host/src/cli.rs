@@ -88,8 +88,7 @@ pub fn compile(limits: &Limits, input: &Path, output: &Path) -> Result<()> {
         .serialize()
         .map_err(anyhow::Error::from)
         .context("serializing the compiled plugin")?;
-    std::fs::write(output, &artifact)
-        .with_context(|| format!("writing {}", output.display()))?;
+    std::fs::write(output, &artifact).with_context(|| format!("writing {}", output.display()))?;
     eprintln!(
         "wrote {} ({} bytes) for engine {} (PLUGIN_FUEL {}); it loads only where those match",
         output.display(),

@@ -255,7 +255,11 @@ impl Config {
 
 /// Reads a boolean setting: `true`/`false`, `1`/`0`, `yes`/`no`.
 fn flag(key: &str, value: Option<String>) -> Result<bool> {
-    match value.as_deref().map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+    match value
+        .as_deref()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
         None | Some("") => Ok(false),
         Some("true" | "1" | "yes") => Ok(true),
         Some("false" | "0" | "no") => Ok(false),
@@ -266,7 +270,11 @@ fn flag(key: &str, value: Option<String>) -> Result<bool> {
 impl AwsSettings {
     /// Reads the AWS variables through `lookup`.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |key: &str| lookup(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |key: &str| {
+            lookup(key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
         let ignore_endpoints = flag(
             "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
             get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
@@ -467,7 +475,10 @@ mod tests {
     #[test]
     fn plugin_config_overlays_the_query_string_by_name_then_index() {
         let c = config(&[
-            ("PLUGIN_URI", "/p/a.wasm?x=query&y=query,/p/b.wasm,/p/a.wasm"),
+            (
+                "PLUGIN_URI",
+                "/p/a.wasm?x=query&y=query,/p/b.wasm,/p/a.wasm",
+            ),
             (
                 "PLUGIN_CONFIG",
                 r#"{"a": {"x": "name", "n": 3}, "2": {"x": "index"}, "b": {"flag": true}}"#,
@@ -488,7 +499,10 @@ mod tests {
         ] {
             let e = config(&[("PLUGIN_URI", "/p/a.wasm"), ("PLUGIN_CONFIG", json)]).unwrap_err();
             let text = format!("{e:#}");
-            assert!(text.contains("PLUGIN_CONFIG") && text.contains(expected), "{text}");
+            assert!(
+                text.contains("PLUGIN_CONFIG") && text.contains(expected),
+                "{text}"
+            );
         }
     }
 
@@ -508,7 +522,8 @@ mod tests {
         assert_eq!(c.aws.region.as_deref(), Some("eu-west-1"));
         assert!(c.aws.s3_force_path_style);
         assert!(!format!("{:?}", c.aws).contains("secret"));
-        let bad = config(&[("PLUGIN_URI", "a.wasm"), ("S3_FORCE_PATH_STYLE", "maybe")]).unwrap_err();
+        let bad =
+            config(&[("PLUGIN_URI", "a.wasm"), ("S3_FORCE_PATH_STYLE", "maybe")]).unwrap_err();
         assert!(format!("{bad:#}").contains("S3_FORCE_PATH_STYLE"));
     }
 

@@ -66,7 +66,11 @@ async fn report_init_error(error: &anyhow::Error) {
         return;
     };
     let result = async {
-        let base = if api.contains("://") { api.clone() } else { format!("http://{api}") };
+        let base = if api.contains("://") {
+            api.clone()
+        } else {
+            format!("http://{api}")
+        };
         let base: http::Uri = base
             .parse()
             .map_err(|e| anyhow::anyhow!("AWS_LAMBDA_RUNTIME_API={api:?}: {e}"))?;
@@ -83,8 +87,13 @@ async fn report_init_error(error: &anyhow::Error) {
             .uri("/2018-06-01/runtime/init/error")
             .header("lambda-runtime-function-error-type", "Runtime.InitError")
             .header("content-type", "application/json")
-            .body(lambda_runtime_api_client::body::Body::from(body.to_string()))?;
-        let response = client.call(request).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            .body(lambda_runtime_api_client::body::Body::from(
+                body.to_string(),
+            ))?;
+        let response = client
+            .call(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         anyhow::ensure!(
             response.status().is_success(),
             "the Runtime API answered HTTP {}",
@@ -93,7 +102,10 @@ async fn report_init_error(error: &anyhow::Error) {
         Ok::<_, anyhow::Error>(())
     };
     if let Err(e) = result.await {
-        tracing::error!(error = format!("{e:#}"), "could not report the init error to the Lambda Runtime API");
+        tracing::error!(
+            error = format!("{e:#}"),
+            "could not report the init error to the Lambda Runtime API"
+        );
     }
 }
 

@@ -33,9 +33,16 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Some(Command::Compile { input, output }) => cli::compile(&Limits::from_env()?, &input, &output),
+        Some(Command::Compile { input, output }) => {
+            cli::compile(&Limits::from_env()?, &input, &output)
+        }
         Some(Command::Invoke { event, timeout_ms }) => {
-            cli::invoke(&Config::from_env()?, &event, Duration::from_millis(timeout_ms)).await
+            cli::invoke(
+                &Config::from_env()?,
+                &event,
+                Duration::from_millis(timeout_ms),
+            )
+            .await
         }
         None if cli.exit_after_init => Processor::new(&Config::from_env()?).await.map(drop),
         None if lambda::is_lambda() => {

@@ -95,7 +95,9 @@ impl PluginCache {
         std::fs::create_dir_all(&self.dir)?;
         let temp = self.dir.join(format!(
             ".{}.{}.tmp",
-            path.file_name().and_then(|n| n.to_str()).unwrap_or("artifact"),
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("artifact"),
             std::process::id()
         ));
         let result = (|| {

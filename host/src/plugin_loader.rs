@@ -86,8 +86,12 @@ async fn load_component(
             if spec.source.is_remote() {
                 cache.put(&digest, &bytes);
             }
-            tracing::info!(stage, location, load_ms = ms_since(started),
-                "precompiled plugin loaded: no compile");
+            tracing::info!(
+                stage,
+                location,
+                load_ms = ms_since(started),
+                "precompiled plugin loaded: no compile"
+            );
             return Ok(component);
         }
         Some(Precompiled::Module) => bail!(
@@ -109,9 +113,17 @@ async fn load_component(
     let compile_ms = ms_since(compiling);
     match component.serialize() {
         Ok(artifact) => cache.put(&digest, &artifact),
-        Err(e) => tracing::warn!(stage, error = %e, "could not serialize the compiled plugin for the cache"),
+        Err(e) => {
+            tracing::warn!(stage, error = %e, "could not serialize the compiled plugin for the cache")
+        }
     }
-    tracing::info!(stage, location, compile_ms, load_ms = ms_since(started), "plugin compiled");
+    tracing::info!(
+        stage,
+        location,
+        compile_ms,
+        load_ms = ms_since(started),
+        "plugin compiled"
+    );
     Ok(component)
 }
 

@@ -123,8 +123,8 @@ impl Sha256Digest {
         }
         let mut digest = [0u8; 32];
         for (i, byte) in digest.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                .context("sha256 pin is not hex")?;
+            *byte =
+                u8::from_str_radix(&text[2 * i..2 * i + 2], 16).context("sha256 pin is not hex")?;
         }
         Ok(Sha256Digest(digest))
     }
@@ -225,7 +225,11 @@ impl Fetcher {
     fn read_file(&self, location: &str, path: &Path) -> Result<Vec<u8>> {
         let reading = || format!("reading plugin {}", path.display());
         let file = std::fs::File::open(path).with_context(reading)?;
-        let announced = file.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+        let announced = file
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len());
         let mut buffer = CappedBuffer::new(location, self.max_bytes, announced)?;
         // Read one byte past the cap at most: a file that grows while being read (or a device
         // file that never ends) is still caught.
@@ -365,7 +369,11 @@ mod tests {
 
     #[test]
     fn plain_http_is_for_loopback_only() {
-        for ok in ["http://127.0.0.1:8/a.wasm", "http://localhost/a.wasm", "http://[::1]/a.wasm"] {
+        for ok in [
+            "http://127.0.0.1:8/a.wasm",
+            "http://localhost/a.wasm",
+            "http://[::1]/a.wasm",
+        ] {
             assert!(PluginSource::parse(ok).is_ok(), "{ok}");
         }
         let e = PluginSource::parse("http://10.0.0.1/a.wasm").unwrap_err();

@@ -125,13 +125,20 @@ async fn delivered(uri: &str, vars: &[(String, String)]) -> BTreeMap<String, Vec
     }
     let handled = env.run(&event(&ticker_rows(3))).await;
     assert!(
-        handled.response.records.iter().all(|r| r.result == DeliveryResult::Ok),
+        handled
+            .response
+            .records
+            .iter()
+            .all(|r| r.result == DeliveryResult::Ok),
         "{uri}: {:?}",
         handled.failures
     );
     let out = outputs(&env.out_dir(), "default");
     assert_eq!(out.len(), 3, "{uri}");
-    assert!(out.values().all(|v| String::from_utf8_lossy(v).contains(r#""symbol":"T0000"#)));
+    assert!(
+        out.values()
+            .all(|v| String::from_utf8_lossy(v).contains(r#""symbol":"T0000"#))
+    );
     out
 }
 
@@ -154,7 +161,11 @@ async fn every_source_gives_the_same_response() {
     assert_eq!(local, file);
 
     let server = PluginServer::start(wasm(plugin::STRING_TRANSFORM), Serve::Whole);
-    let http = delivered(&format!("{}{QUERY}", server.url("p/string_transform.wasm")), &[]).await;
+    let http = delivered(
+        &format!("{}{QUERY}", server.url("p/string_transform.wasm")),
+        &[],
+    )
+    .await;
     assert_eq!(local, http);
     assert_eq!(server.requests(), 1);
 
@@ -168,7 +179,11 @@ async fn every_source_gives_the_same_response() {
     .expect("config")
     .aws;
     let s3 = postprocess::aws::s3_client(&aws).await;
-    s3.create_bucket().bucket("plugins").send().await.expect("create bucket");
+    s3.create_bucket()
+        .bucket("plugins")
+        .send()
+        .await
+        .expect("create bucket");
     s3.put_object()
         .bucket("plugins")
         .key("v1/string_transform.wasm")
@@ -176,34 +191,57 @@ async fn every_source_gives_the_same_response() {
         .send()
         .await
         .expect("put plugin");
-    let from_s3 = delivered(&format!("s3://plugins/v1/string_transform.wasm{QUERY}"), &vars).await;
+    let from_s3 = delivered(
+        &format!("s3://plugins/v1/string_transform.wasm{QUERY}"),
+        &vars,
+    )
+    .await;
     assert_eq!(local, from_s3);
 
     // Path-style addressing by setting, as for a server reached by host name.
     let mut path_style = vars.clone();
     path_style.push(("S3_FORCE_PATH_STYLE".into(), "true".into()));
-    let forced = delivered(&format!("s3://plugins/v1/string_transform.wasm{QUERY}"), &path_style).await;
+    let forced = delivered(
+        &format!("s3://plugins/v1/string_transform.wasm{QUERY}"),
+        &path_style,
+    )
+    .await;
     assert_eq!(local, forced);
 
     // A missing object and a missing bucket fail init, saying which.
     let vars_ref: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let missing = init_error("s3://plugins/v1/nope.wasm", &vars_ref).await;
-    assert!(missing.contains("s3://plugins/v1/nope.wasm") && missing.contains("does not exist"), "{missing}");
+    assert!(
+        missing.contains("s3://plugins/v1/nope.wasm") && missing.contains("does not exist"),
+        "{missing}"
+    );
     let no_bucket = init_error("s3://no-such-bucket/p.wasm", &vars_ref).await;
-    assert!(no_bucket.contains("bucket \"no-such-bucket\" does not exist"), "{no_bucket}");
+    assert!(
+        no_bucket.contains("bucket \"no-such-bucket\" does not exist"),
+        "{no_bucket}"
+    );
 }
 
 #[tokio::test]
 async fn per_stage_config_comes_from_the_query_or_plugin_config() {
     let by_query = delivered(&format!("{}{QUERY}", plugin::STRING_TRANSFORM), &[]).await;
     let json = r#"{"string_transform": {"rename": "ticker_symbol:symbol", "trim": "symbol"}}"#;
-    let by_json =
-        delivered(plugin::STRING_TRANSFORM, &[("PLUGIN_CONFIG".into(), json.into())]).await;
+    let by_json = delivered(
+        plugin::STRING_TRANSFORM,
+        &[("PLUGIN_CONFIG".into(), json.into())],
+    )
+    .await;
     assert_eq!(by_query, by_json);
     // The index entry wins over the query string.
     let by_index = delivered(
-        &format!("{}?rename=ticker_symbol:other&trim=symbol", plugin::STRING_TRANSFORM),
-        &[("PLUGIN_CONFIG".into(), r#"{"0": {"rename": "ticker_symbol:symbol"}}"#.into())],
+        &format!(
+            "{}?rename=ticker_symbol:other&trim=symbol",
+            plugin::STRING_TRANSFORM
+        ),
+        &[(
+            "PLUGIN_CONFIG".into(),
+            r#"{"0": {"rename": "ticker_symbol:symbol"}}"#.into(),
+        )],
     )
     .await;
     assert_eq!(by_query, by_index);
@@ -212,14 +250,21 @@ async fn per_stage_config_comes_from_the_query_or_plugin_config() {
 #[tokio::test]
 async fn a_pin_is_checked_before_anything_is_compiled() {
     let digest = Sha256Digest::of(&wasm(plugin::STRING_TRANSFORM));
-    delivered(&format!("{}{QUERY}#sha256={digest}", plugin::STRING_TRANSFORM), &[]).await;
+    delivered(
+        &format!("{}{QUERY}#sha256={digest}", plugin::STRING_TRANSFORM),
+        &[],
+    )
+    .await;
 
     let wrong = Sha256Digest::of(b"something else");
     let uri = format!("{}#sha256={wrong}", plugin::STRING_TRANSFORM);
     let e = init_error(&uri, &[]).await;
     assert!(e.contains("sha256 mismatch"), "{e}");
     assert!(e.contains(plugin::STRING_TRANSFORM), "names the URI: {e}");
-    assert!(e.contains(&wrong.to_string()) && e.contains(&digest.to_string()), "both digests: {e}");
+    assert!(
+        e.contains(&wrong.to_string()) && e.contains(&digest.to_string()),
+        "both digests: {e}"
+    );
 }
 
 #[tokio::test]
@@ -241,7 +286,10 @@ async fn the_size_cap_applies_to_files_and_downloads() {
     // Announced too large: refused before the body is read.
     let announced = PluginServer::start(wasm(plugin::STRING_TRANSFORM), Serve::Whole);
     let e = init_error(&announced.url("s.wasm"), &cap).await;
-    assert!(e.contains("PLUGIN_MAX_BYTES") && e.contains(&format!("{size} bytes")), "{e}");
+    assert!(
+        e.contains("PLUGIN_MAX_BYTES") && e.contains(&format!("{size} bytes")),
+        "{e}"
+    );
 
     // No length announced: refused while streaming, once past the cap.
     let streamed = PluginServer::start(wasm(plugin::STRING_TRANSFORM), Serve::Unannounced);
@@ -265,8 +313,14 @@ async fn files_that_are_not_plugin_components_fail_init_with_what_to_do() {
     let component = |wat: &str| wat::parse_str(wat).expect("valid WAT");
 
     let cases = [
-        (write("random.wasm", b"definitely not wasm"), "is not WebAssembly"),
-        (write("core.wasm", &component("(module)")), "core WebAssembly module, not a component"),
+        (
+            write("random.wasm", b"definitely not wasm"),
+            "is not WebAssembly",
+        ),
+        (
+            write("core.wasm", &component("(module)")),
+            "core WebAssembly module, not a component",
+        ),
         (
             write(
                 "other_world.wasm",
@@ -281,11 +335,21 @@ async fn files_that_are_not_plugin_components_fail_init_with_what_to_do() {
             "does not export the postprocess:plugin world",
         ),
         (
-            write("missing_import.wasm", &component(r#"(component (import "acme:missing/api@1.0.0" (instance)))"#)),
+            write(
+                "missing_import.wasm",
+                &component(
+                    r#"(component (import "acme:missing/api@1.0.0" (instance (export "f" (func)))))"#,
+                ),
+            ),
             "needs an import this host does not provide",
         ),
         (
-            write("newer_host.wasm", &component(r#"(component (import "postprocess:plugin/host@0.2.0" (instance)))"#)),
+            write(
+                "newer_host.wasm",
+                &component(
+                    r#"(component (import "postprocess:plugin/host@0.2.0" (instance (export "log" (func)))))"#,
+                ),
+            ),
             "needs an import this host does not provide",
         ),
     ];
@@ -322,7 +386,10 @@ async fn precompiled_artifacts_load_only_on_a_matching_engine() {
     let dir = tempfile::tempdir().unwrap();
     let cwasm = dir.path().join("string_transform.cwasm");
     let cwasm_text = cwasm.display().to_string();
-    let out = postprocess(&["compile", plugin::STRING_TRANSFORM, "-o", &cwasm_text], &[]);
+    let out = postprocess(
+        &["compile", plugin::STRING_TRANSFORM, "-o", &cwasm_text],
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 
     let wasm_out = delivered(&format!("{}{QUERY}", plugin::STRING_TRANSFORM), &[]).await;
@@ -337,7 +404,10 @@ async fn precompiled_artifacts_load_only_on_a_matching_engine() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let e = init_error(&unmetered, &[]).await;
-    assert!(e.contains("precompiled artifact this host cannot load"), "{e}");
+    assert!(
+        e.contains("precompiled artifact this host cannot load"),
+        "{e}"
+    );
     assert!(e.contains("PLUGIN_FUEL") && e.contains(&unmetered), "{e}");
     // The same artifact loads where fuel is off too.
     let env = Env::new(&unmetered).with("PLUGIN_FUEL", "0");
@@ -348,7 +418,10 @@ async fn precompiled_artifacts_load_only_on_a_matching_engine() {
     let e = init_error(&server.url("string_transform.cwasm"), &[]).await;
     assert!(e.contains("without a pin") && e.contains("#sha256="), "{e}");
     let pin = Sha256Digest::of(&std::fs::read(&cwasm).unwrap());
-    let pinned = format!("{}{QUERY}#sha256={pin}", server.url("string_transform.cwasm"));
+    let pinned = format!(
+        "{}{QUERY}#sha256={pin}",
+        server.url("string_transform.cwasm")
+    );
     assert_eq!(delivered(&pinned, &[]).await, wasm_out);
 }
 
@@ -371,17 +444,32 @@ fn the_cache_skips_download_and_compile() {
     // Unpinned: every start downloads (the content might have changed), but compiles once.
     let unpinned = server.url("string_transform.wasm");
     let first = start(&unpinned);
-    assert!(first.contains("plugin cache miss: compiling") && first.contains("plugin compiled"), "{first}");
-    assert!(first.contains("ready for the first event") && first.contains("init_ms"), "{first}");
+    assert!(
+        first.contains("plugin cache miss: compiling") && first.contains("plugin compiled"),
+        "{first}"
+    );
+    assert!(
+        first.contains("ready for the first event") && first.contains("init_ms"),
+        "{first}"
+    );
     let second = start(&unpinned);
-    assert!(second.contains("plugin cache hit: no compile") && !second.contains("plugin compiled"), "{second}");
+    assert!(
+        second.contains("plugin cache hit: no compile") && !second.contains("plugin compiled"),
+        "{second}"
+    );
     assert_eq!(server.requests(), 2);
 
     // Pinned: the digest is known up front, so a cached artifact needs no download either.
     let pinned = format!("{unpinned}#sha256={pin}");
     let third = start(&pinned);
-    assert!(third.contains("plugin cache hit: no download, no compile"), "{third}");
-    assert!(!third.contains("plugin fetched") && !third.contains("plugin compiled"), "{third}");
+    assert!(
+        third.contains("plugin cache hit: no download, no compile"),
+        "{third}"
+    );
+    assert!(
+        !third.contains("plugin fetched") && !third.contains("plugin compiled"),
+        "{third}"
+    );
     assert_eq!(server.requests(), 2, "no download on a pinned cache hit");
 
     // A damaged cache entry is reported, replaced, and never trusted.
@@ -389,7 +477,10 @@ fn the_cache_skips_download_and_compile() {
         std::fs::write(entry.unwrap().path(), b"garbage").unwrap();
     }
     let fourth = start(&pinned);
-    assert!(fourth.contains("cached plugin unusable") && fourth.contains("plugin compiled"), "{fourth}");
+    assert!(
+        fourth.contains("cached plugin unusable") && fourth.contains("plugin compiled"),
+        "{fourth}"
+    );
     assert_eq!(server.requests(), 3);
 }
 
@@ -410,7 +501,11 @@ fn a_load_error_under_lambda_is_reported_as_the_init_error() {
     assert!(!out.status.success());
     let errors = api.init_errors();
     assert_eq!(errors.len(), 1, "{}", stderr(&out));
-    assert!(errors[0].contains("reading plugin /nonexistent/plugin.wasm"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("reading plugin /nonexistent/plugin.wasm"),
+        "{}",
+        errors[0]
+    );
     assert!(!stderr(&out).contains("panicked"));
 }
 
