@@ -114,9 +114,9 @@ impl Event {
                     .collect(),
             }),
             // Something is off; the slow path finds out whether it is one record or the event.
-            Err(_) => Self::from_value(
-                serde_json::from_str(text).context("the event is not valid JSON")?,
-            ),
+            Err(_) => {
+                Self::from_value(serde_json::from_str(text).context("the event is not valid JSON")?)
+            }
         }
     }
 

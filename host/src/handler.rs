@@ -62,7 +62,11 @@ impl Processor {
     }
 
     /// Builds a processor from plugins already loaded into `sandbox`.
-    pub async fn from_parts(config: &Config, sandbox: Sandbox, stages: Vec<LoadedPlugin>) -> Result<Self> {
+    pub async fn from_parts(
+        config: &Config,
+        sandbox: Sandbox,
+        stages: Vec<LoadedPlugin>,
+    ) -> Result<Self> {
         let destinations =
             Destinations::from_config(config.destinations.as_deref(), config.output_dir.as_ref())
                 .await?;
@@ -127,17 +131,19 @@ impl Processor {
         }
 
         let batch = Arc::new(batch);
-        let (items, mut outcomes) =
-            match self.run_pipeline(batch.clone(), items, outcomes.clone(), process_by).await {
-                Ok(result) => result,
-                Err(e) => {
-                    // The plugin thread itself failed (it could not start): fail the batch.
-                    let failure = Failure::new(Cause::Trap, format!("{e:#}"));
-                    let all = Origin::Group((0..batch.records.len() as u32).collect());
-                    pipeline::fail(&batch, &mut outcomes, &all, "host", &failure);
-                    (Vec::new(), outcomes)
-                }
-            };
+        let (items, mut outcomes) = match self
+            .run_pipeline(batch.clone(), items, outcomes.clone(), process_by)
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => {
+                // The plugin thread itself failed (it could not start): fail the batch.
+                let failure = Failure::new(Cause::Trap, format!("{e:#}"));
+                let all = Origin::Group((0..batch.records.len() as u32).collect());
+                pipeline::fail(&batch, &mut outcomes, &all, "host", &failure);
+                (Vec::new(), outcomes)
+            }
+        };
         let bytes_out: usize = items.iter().map(|i| i.data.len()).sum();
         let outputs = items.len();
         self.deliver(&batch, items, &mut outcomes, deliver_by).await;
@@ -204,12 +210,19 @@ impl Processor {
                 let _ = tx.send((items, outcomes));
             })
             .context("starting the plugin thread")?;
-        rx.await.map_err(|_| anyhow!("the plugin thread ended without an answer"))
+        rx.await
+            .map_err(|_| anyhow!("the plugin thread ended without an answer"))
     }
 
     /// Delivers the final items, destinations concurrently, and fails the records whose
     /// outputs were not accepted.
-    async fn deliver(&self, batch: &Batch, items: Vec<Item>, outcomes: &mut Outcomes, deadline: Instant) {
+    async fn deliver(
+        &self,
+        batch: &Batch,
+        items: Vec<Item>,
+        outcomes: &mut Outcomes,
+        deadline: Instant,
+    ) {
         let mut by_destination: BTreeMap<String, (Vec<Envelope>, Vec<Origin>)> = BTreeMap::new();
         for item in items {
             let entry = by_destination.entry(item.destination.clone()).or_default();

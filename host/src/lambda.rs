@@ -1,6 +1,5 @@
 //! Serving the AWS Lambda runtime API with `lambda_runtime`.
 
-use crate::contract::Response;
 use crate::handler::Processor;
 use anyhow::{Result, bail};
 use lambda_runtime::{LambdaEvent, service_fn};
@@ -22,12 +21,25 @@ pub fn is_lambda() -> bool {
     std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
-/// Converts Lambda's deadline (ms since the epoch) into an `Instant`.
+/// Lambda's longest timeout: the budget when the runtime API gives no usable deadline.
+const MAX_LAMBDA_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Converts Lambda's deadline (ms since the epoch) into an `Instant`. A deadline already in
+/// the past is not one Lambda sends (some local emulators send a constant), so it is treated
+/// as unknown rather than failing every record at once.
 fn deadline(epoch_ms: u64) -> Instant {
     let now_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    Instant::now() + Duration::from_millis(epoch_ms.saturating_sub(now_ms))
+    if epoch_ms <= now_ms {
+        tracing::warn!(
+            deadline_ms = epoch_ms,
+            now_ms,
+            "the runtime API sent a deadline in the past; assuming Lambda's 15-minute maximum"
+        );
+        return Instant::now() + MAX_LAMBDA_TIMEOUT;
+    }
+    Instant::now() + Duration::from_millis(epoch_ms - now_ms)
 }
 
 /// Serves invocations until the runtime stops the process.
@@ -48,7 +60,6 @@ pub async fn serve(processor: Processor) -> Result<()> {
                 .handle_json(event.payload.get(), deadline)
                 .await
                 .map_err(|e| format!("{e:#}"))
-                .map(|r: Response| r)
         }
     }))
     .await

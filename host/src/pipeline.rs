@@ -66,7 +66,13 @@ pub type Outcomes = Vec<Option<Failure>>;
 
 /// Marks every record of `origin` failed, logging one structured line per record that had not
 /// failed before (an earlier failure is kept: it is the root cause).
-pub fn fail(batch: &Batch, outcomes: &mut Outcomes, origin: &Origin, stage: &str, failure: &Failure) {
+pub fn fail(
+    batch: &Batch,
+    outcomes: &mut Outcomes,
+    origin: &Origin,
+    stage: &str,
+    failure: &Failure,
+) {
     for &i in origin.indices() {
         let slot = &mut outcomes[i as usize];
         if slot.is_none() {
@@ -83,7 +89,10 @@ pub fn fail(batch: &Batch, outcomes: &mut Outcomes, origin: &Origin, stage: &str
 }
 
 fn alive(outcomes: &Outcomes, origin: &Origin) -> bool {
-    origin.indices().iter().any(|&i| outcomes[i as usize].is_none())
+    origin
+        .indices()
+        .iter()
+        .any(|&i| outcomes[i as usize].is_none())
 }
 
 /// The default destination name: an output with it keeps its input's destination.
@@ -152,7 +161,11 @@ pub fn run(
             Err(failure) => {
                 let failure = Failure::new(
                     failure.cause,
-                    format!("flush of stage {:?} failed: {}", plugin.name(), failure.message),
+                    format!(
+                        "flush of stage {:?} failed: {}",
+                        plugin.name(),
+                        failure.message
+                    ),
                 );
                 fail(batch, outcomes, &group, plugin.name(), &failure);
             }

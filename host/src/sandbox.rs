@@ -29,8 +29,8 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-use postprocess::plugin::host::{self as wit_host, Level};
-use postprocess::plugin::types::Metadata;
+use self::postprocess::plugin::host::{self as wit_host, Level};
+use self::postprocess::plugin::types::Metadata;
 
 /// How often the engine's epoch advances: the granularity of wall-clock limits.
 const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -69,7 +69,12 @@ pub fn engine_config(limits: &Limits) -> EngineConfig {
     config.consume_fuel(limits.fuel.is_some());
     config.epoch_interruption(true);
     config.max_wasm_stack(limits.stack_bytes);
+    // wasmtime-wasi brings in async support, whose fiber stacks must hold the wasm stack even
+    // though plugins run synchronously.
+    config.async_stack_size(limits.stack_bytes.max(2 << 20) + (1 << 20));
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // Deep enough to tell a linear-memory stack overflow from a stray access (see `classify`).
+    config.wasm_backtrace_max_frames(std::num::NonZeroUsize::new(DEEP_RECURSION_FRAMES));
     let mut pool = PoolingAllocationConfig::default();
     // A few slots suffice: instances are used one at a time per stage. Keeping the pool small
     // keeps the virtual-memory reservation small.
@@ -85,9 +90,13 @@ pub fn engine_config(limits: &Limits) -> EngineConfig {
 impl Sandbox {
     /// Creates the engine and starts the epoch ticker that enforces wall-clock limits.
     pub fn new(limits: &Limits, reuse: InstanceReuse) -> Result<Self> {
-        let engine = Engine::new(&engine_config(limits)).map_err(anyhow::Error::from).context("creating the wasm engine")?;
+        let engine = Engine::new(&engine_config(limits))
+            .map_err(anyhow::Error::from)
+            .context("creating the wasm engine")?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(anyhow::Error::from).context("linking WASI")?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
         Plugin::add_to_linker::<StoreState, HasSelf<StoreState>>(&mut linker, |s| s)
             .map_err(anyhow::Error::from)
             .context("linking the host interface")?;
@@ -129,19 +138,25 @@ impl Sandbox {
     /// Prepares a compiled component for cheap instantiation, checking that its imports are
     /// ones this host provides and that it exports the plugin world.
     pub fn prepare(&self, spec: &PluginSpec, component: &Component) -> Result<LoadedPlugin> {
-        let pre = self.linker.instantiate_pre(component).map_err(anyhow::Error::from).with_context(|| {
-            format!(
-                "plugin {:?} needs an import this host does not provide \
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "plugin {:?} needs an import this host does not provide \
                  (it must target the postprocess:plugin world and WASI 0.2)",
-                spec.location
-            )
-        })?;
-        let pre = PluginPre::new(pre).map_err(anyhow::Error::from).with_context(|| {
-            format!(
-                "plugin {:?} does not export the postprocess:plugin world (process and flush)",
-                spec.location
-            )
-        })?;
+                    spec.location
+                )
+            })?;
+        let pre = PluginPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "plugin {:?} does not export the postprocess:plugin world (process and flush)",
+                    spec.location
+                )
+            })?;
         Ok(LoadedPlugin {
             name: spec.name.clone(),
             config: Arc::new(spec.config.clone()),
@@ -151,12 +166,14 @@ impl Sandbox {
 
     /// Compiles a component from wasm bytes (Cranelift; tens of ms for a typical plugin).
     pub fn compile(&self, spec: &PluginSpec, bytes: &[u8]) -> Result<Component> {
-        Component::new(&self.engine, bytes).map_err(anyhow::Error::from).with_context(|| {
-            format!(
-                "plugin {:?} is not a valid WebAssembly component",
-                spec.location
-            )
-        })
+        Component::new(&self.engine, bytes)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "plugin {:?} is not a valid WebAssembly component",
+                    spec.location
+                )
+            })
     }
 }
 
@@ -338,11 +355,22 @@ impl wit_host::Host for StoreState {
         Ok(self.config.get(&key).cloned())
     }
 
-    fn state_get(&mut self, scope: wit_host::Scope, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        self.state.get(scope.into(), &key).map_err(wasmtime::Error::from_anyhow)
+    fn state_get(
+        &mut self,
+        scope: wit_host::Scope,
+        key: String,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.state
+            .get(scope.into(), &key)
+            .map_err(wasmtime::Error::from_anyhow)
     }
 
-    fn state_set(&mut self, scope: wit_host::Scope, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+    fn state_set(
+        &mut self,
+        scope: wit_host::Scope,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<()> {
         self.state.set(scope.into(), &key, Some(value));
         Ok(())
     }
@@ -352,12 +380,18 @@ impl wit_host::Host for StoreState {
         Ok(())
     }
 
-    fn state_keys(&mut self, scope: wit_host::Scope, prefix: String) -> wasmtime::Result<Vec<String>> {
-        self.state.keys(scope.into(), &prefix).map_err(wasmtime::Error::from_anyhow)
+    fn state_keys(
+        &mut self,
+        scope: wit_host::Scope,
+        prefix: String,
+    ) -> wasmtime::Result<Vec<String>> {
+        self.state
+            .keys(scope.into(), &prefix)
+            .map_err(wasmtime::Error::from_anyhow)
     }
 }
 
-impl postprocess::plugin::types::Host for StoreState {}
+impl self::postprocess::plugin::types::Host for StoreState {}
 
 impl From<wit_host::Scope> for Scope {
     fn from(s: wit_host::Scope) -> Self {
@@ -415,7 +449,11 @@ impl std::fmt::Debug for StageRun<'_> {
 
 impl<'a> StageRun<'a> {
     /// Starts a batch for `plugin`, with durable state from `store`.
-    pub fn new(sandbox: &'a Sandbox, plugin: &'a LoadedPlugin, store: Arc<dyn DurableStore>) -> Self {
+    pub fn new(
+        sandbox: &'a Sandbox,
+        plugin: &'a LoadedPlugin,
+        store: Arc<dyn DurableStore>,
+    ) -> Self {
         StageRun {
             sandbox,
             plugin,
@@ -428,7 +466,10 @@ impl<'a> StageRun<'a> {
         if self.instance.is_some() {
             return Ok(());
         }
-        let state = self.state.take().expect("stage state is held by the run or the store");
+        let state = self
+            .state
+            .take()
+            .expect("stage state is held by the run or the store");
         let output = GuestOutput::default();
         let wasi = WasiCtxBuilder::new()
             .stdout(output.clone())
@@ -455,7 +496,10 @@ impl<'a> StageRun<'a> {
         );
         store.limiter(|s| &mut s.limiter);
         // Instantiation runs guest start code: bound it like a call.
-        self.arm(&mut store, Instant::now() + self.sandbox.limits.call_timeout);
+        self.arm(
+            &mut store,
+            Instant::now() + self.sandbox.limits.call_timeout,
+        );
         match self.plugin.pre.instantiate(&mut store) {
             Ok(bindings) => {
                 self.instance = Some((store, bindings));
@@ -485,7 +529,11 @@ impl<'a> StageRun<'a> {
 
     /// Runs `process` for one input, before `deadline` (the invocation's), and commits its
     /// state writes only if it succeeds.
-    pub fn process(&mut self, input: &CallInput<'_>, deadline: Instant) -> Result<Vec<CallOutput>, Failure> {
+    pub fn process(
+        &mut self,
+        input: &CallInput<'_>,
+        deadline: Instant,
+    ) -> Result<Vec<CallOutput>, Failure> {
         if Instant::now() >= deadline {
             return Err(Failure::new(
                 Cause::Deadline,
@@ -524,7 +572,10 @@ impl<'a> StageRun<'a> {
         &mut self,
         record_id: &str,
         deadline: Instant,
-        f: impl FnOnce(&mut Store<StoreState>, &Plugin) -> wasmtime::Result<Result<Vec<Output>, PluginError>>,
+        f: impl FnOnce(
+            &mut Store<StoreState>,
+            &Plugin,
+        ) -> wasmtime::Result<Result<Vec<Output>, PluginError>>,
     ) -> Result<Vec<CallOutput>, Failure> {
         let (mut store, bindings) = self.instance.take().expect("instantiated above");
         self.arm(&mut store, deadline);
@@ -579,7 +630,10 @@ impl<'a> StageRun<'a> {
     pub fn finish(mut self) -> Result<()> {
         let mut state = match self.instance.take() {
             Some((store, _)) => store.into_data().state,
-            None => self.state.take().expect("stage state is held by the run or the store"),
+            None => self
+                .state
+                .take()
+                .expect("stage state is held by the run or the store"),
         };
         state.persist()
     }
@@ -600,16 +654,35 @@ fn forward_guest_output(state: &StoreState) {
     }
     let text = String::from_utf8_lossy(&bytes);
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        tracing::info!(stage = state.stage, record_id = state.record_id, guest = true, "{line}");
+        tracing::info!(
+            stage = state.stage,
+            record_id = state.record_id,
+            guest = true,
+            "{line}"
+        );
     }
     if dropped > 0 {
-        tracing::warn!(stage = state.stage, dropped, "guest output over {GUEST_OUTPUT_CAP} bytes per call was dropped");
+        tracing::warn!(
+            stage = state.stage,
+            dropped,
+            "guest output over {GUEST_OUTPUT_CAP} bytes per call was dropped"
+        );
     }
 }
 
+/// Frames of recursion past which an out-of-bounds access counts as a stack overflow.
+const DEEP_RECURSION_FRAMES: usize = 256;
+
 /// Names the limit a trap came from.
+///
+/// Two kinds of stack overflow exist: the wasm stack (`PLUGIN_STACK_KB`, a clean
+/// `StackOverflow` trap) and the stack that Rust and C guests keep in their own linear memory
+/// for large frames. wasm-ld lays that one out first, so overflowing it reads below address 0:
+/// an out-of-bounds trap, recognisable by the deep recursion in its backtrace.
 fn classify(store: &Store<StoreState>, error: &wasmtime::Error, doing: &str) -> Failure {
     let trap = error.downcast_ref::<Trap>();
+    let backtrace = error.downcast_ref::<wasmtime::WasmBacktrace>();
+    let depth = backtrace.map_or(0, |b| b.frames().len());
     let cause = if store.data().limiter.exceeded {
         Cause::Memory
     } else {
@@ -617,15 +690,29 @@ fn classify(store: &Store<StoreState>, error: &wasmtime::Error, doing: &str) -> 
             Some(Trap::OutOfFuel) => Cause::Fuel,
             Some(Trap::Interrupt) => Cause::Deadline,
             Some(Trap::StackOverflow) => Cause::Stack,
+            Some(Trap::MemoryOutOfBounds) if depth >= DEEP_RECURSION_FRAMES => Cause::Stack,
             _ => Cause::Trap,
         }
     };
+    let innermost = backtrace
+        .and_then(|b| b.frames().first())
+        .and_then(|f| f.func_name())
+        .map(|name| format!(" in {name}"))
+        .unwrap_or_default();
     let message = match cause {
         Cause::Memory => "the plugin exceeded its memory limit".to_string(),
-        Cause::Fuel => "the plugin ran out of fuel (its per-record instruction budget)".to_string(),
+        Cause::Fuel => "the plugin ran out of fuel (its per-call instruction budget)".to_string(),
         Cause::Deadline => "the plugin hit its wall-clock limit".to_string(),
-        Cause::Stack => "the plugin overflowed its stack".to_string(),
-        _ => format!("the plugin trapped while {doing}: {error:#}"),
+        Cause::Stack if trap == Some(&Trap::StackOverflow) => {
+            format!("the plugin overflowed its wasm stack{innermost}")
+        }
+        Cause::Stack => format!(
+            "the plugin overflowed the stack in its linear memory after {depth} nested calls{innermost}"
+        ),
+        _ => match trap {
+            Some(trap) => format!("the plugin trapped while {doing}{innermost}: {trap}"),
+            None => format!("the plugin failed while {doing}: {error:#}"),
+        },
     };
     Failure::new(cause, message)
 }

@@ -266,7 +266,10 @@ mod tests {
         s.persist().unwrap();
 
         let mut next = state(dir.path());
-        assert_eq!(next.get(Scope::Durable, "k/1").unwrap(), Some(b"x".to_vec()));
+        assert_eq!(
+            next.get(Scope::Durable, "k/1").unwrap(),
+            Some(b"x".to_vec())
+        );
         assert_eq!(next.keys(Scope::Durable, "k/").unwrap(), ["k/1", "k/2"]);
         next.set(Scope::Durable, "k/1", None);
         next.commit();

@@ -72,12 +72,12 @@ macro_rules! export {
     ($process:path, flush = $flush:path $(,)?) => {
         const _: () = {
             // A wrong signature fails here, with the expected type spelled out.
-            const _PROCESS_MUST_BE_fn_Record_to_Result_Vec_Output_Error: fn(
-                $crate::Record,
-            ) -> ::core::result::Result<
-                ::std::vec::Vec<$crate::Output>,
-                $crate::Error,
-            > = $process;
+            const _PROCESS_MUST_BE_fn_Record_to_Result_Vec_Output_Error:
+                fn(
+                    $crate::Record,
+                )
+                    -> ::core::result::Result<::std::vec::Vec<$crate::Output>, $crate::Error> =
+                $process;
             const _FLUSH_MUST_BE_fn_to_Result_Vec_Output_Error: fn() -> ::core::result::Result<
                 ::std::vec::Vec<$crate::Output>,
                 $crate::Error,

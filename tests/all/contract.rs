@@ -5,14 +5,22 @@ use postprocess::contract::DeliveryResult;
 use serde_json::{Value, json};
 
 fn string_plugin() -> String {
-    format!("{}?trim=*&rename=ticker_symbol:symbol&lower=sector", plugin::STRING_TRANSFORM)
+    format!(
+        "{}?trim=*&rename=ticker_symbol:symbol&lower=sector",
+        plugin::STRING_TRANSFORM
+    )
 }
 
 #[tokio::test]
 async fn answers_every_record_in_order_with_the_transformed_output() {
     let env = Env::new(&string_plugin());
     let handled = env.run(&event(&ticker_rows(3))).await;
-    let ids: Vec<_> = handled.response.records.iter().map(|r| r.record_id.as_str()).collect();
+    let ids: Vec<_> = handled
+        .response
+        .records
+        .iter()
+        .map(|r| r.record_id.as_str())
+        .collect();
     assert_eq!(ids, ["r0", "r1", "r2"]);
     assert_eq!(handled.response.ok_count(), 3);
     let out = outputs(&env.out_dir(), "default");
@@ -71,7 +79,11 @@ async fn invalid_base64_fails_that_record_alone() {
     let results: Vec<_> = handled.response.records.iter().map(|r| r.result).collect();
     assert_eq!(
         results,
-        [DeliveryResult::Ok, DeliveryResult::DeliveryFailed, DeliveryResult::Ok]
+        [
+            DeliveryResult::Ok,
+            DeliveryResult::DeliveryFailed,
+            DeliveryResult::Ok
+        ]
     );
     assert_eq!(crate::causes(&handled)[&1], "bad-input");
 }
@@ -97,7 +109,11 @@ async fn a_six_megabyte_event() {
         })
         .collect();
     let text = event(&rows);
-    assert!(text.len() > 6_000_000 && text.len() <= 6 * 1024 * 1024, "{}", text.len());
+    assert!(
+        text.len() > 6_000_000 && text.len() <= 6 * 1024 * 1024,
+        "{}",
+        text.len()
+    );
     let env = Env::new(&string_plugin());
     let handled = env.run(&text).await;
     assert_eq!(handled.response.ok_count(), 94);

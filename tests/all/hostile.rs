@@ -33,7 +33,14 @@ async fn poison_pills_fail_alone_in_a_large_batch() {
             rows.push(format!("{{\"row\":{i},\"text\":\"ordinary ✓\"}}").into_bytes());
         }
     }
-    assert!(expected.len() >= 10 && expected.values().collect::<std::collections::BTreeSet<_>>().len() == 6);
+    assert!(
+        expected.len() >= 10
+            && expected
+                .values()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
+                == 6
+    );
 
     let env = hostile_env();
     let handled = env.run(&event(&rows)).await;

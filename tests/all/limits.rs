@@ -5,16 +5,26 @@ use crate::{Env, causes, event, outputs, plugin};
 use std::time::{Duration, Instant};
 
 /// Runs `[ok, poison, ok]` through the hostile plugin under `vars`; returns the causes.
-async fn sandwich(poison: &str, vars: &[(&str, &str)]) -> std::collections::BTreeMap<usize, &'static str> {
+async fn sandwich(
+    poison: &str,
+    vars: &[(&str, &str)],
+) -> std::collections::BTreeMap<usize, &'static str> {
     let mut env = Env::new(plugin::HOSTILE);
     for (k, v) in vars {
         env = env.with(k, v);
     }
-    let rows = vec![b"before".to_vec(), poison.as_bytes().to_vec(), b"after".to_vec()];
+    let rows = vec![
+        b"before".to_vec(),
+        poison.as_bytes().to_vec(),
+        b"after".to_vec(),
+    ];
     let handled = env.run(&event(&rows)).await;
     assert_eq!(handled.response.records.len(), 3);
     let out = outputs(&env.out_dir(), "default");
-    assert!(out.values().any(|v| v == b"before"), "first record delivered");
+    assert!(
+        out.values().any(|v| v == b"before"),
+        "first record delivered"
+    );
     assert!(out.values().any(|v| v == b"after"), "last record delivered");
     causes(&handled)
 }
@@ -31,7 +41,11 @@ async fn fuel_exhaustion_fails_the_record() {
 
 #[tokio::test]
 async fn fuel_obeyed() {
-    assert!(sandwich("ordinary", &[("PLUGIN_FUEL", "20000000")]).await.is_empty());
+    assert!(
+        sandwich("ordinary", &[("PLUGIN_FUEL", "20000000")])
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -43,8 +57,8 @@ async fn memory_cap_fails_the_record() {
 #[tokio::test]
 async fn memory_obeyed() {
     // A 4 MiB output fits within 32 MiB of memory.
-    let env = Env::new(&format!("{}?big_bytes=4194304", plugin::HOSTILE))
-        .with("PLUGIN_MEMORY_MB", "32");
+    let env =
+        Env::new(&format!("{}?big_bytes=4194304", plugin::HOSTILE)).with("PLUGIN_MEMORY_MB", "32");
     let handled = env.run(&event(&[b"POISON:big".to_vec()])).await;
     assert!(causes(&handled).is_empty(), "{:?}", handled.failures);
 }
@@ -56,22 +70,51 @@ async fn stack_overflow_fails_the_record() {
 }
 
 #[tokio::test]
+async fn both_kinds_of_stack_overflow_are_named() {
+    // With a tiny wasm stack, the recursion hits PLUGIN_STACK_KB first; with a roomy one, it
+    // exhausts the 1 MiB stack Rust keeps in linear memory first.
+    for (stack_kb, expected) in [("16", "wasm stack"), ("4096", "stack in its linear memory")] {
+        let env = Env::new(plugin::HOSTILE).with("PLUGIN_STACK_KB", stack_kb);
+        let handled = env.run(&event(&[b"POISON:recurse".to_vec()])).await;
+        let failure = handled.failures[0].as_ref().expect("the record failed");
+        assert_eq!(failure.cause.as_str(), "stack");
+        assert!(
+            failure.message.contains(expected),
+            "{stack_kb}: {}",
+            failure.message
+        );
+    }
+}
+
+#[tokio::test]
 async fn stack_obeyed() {
-    assert!(sandwich("ordinary", &[("PLUGIN_STACK_KB", "64")]).await.is_empty());
+    assert!(
+        sandwich("ordinary", &[("PLUGIN_STACK_KB", "64")])
+            .await
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn wall_clock_limit_fails_the_record() {
     // Fuel off, so only the wall clock can stop the loop.
     let started = Instant::now();
-    let causes = sandwich("POISON:loop", &[("PLUGIN_FUEL", "0"), ("PLUGIN_TIMEOUT_MS", "50")]).await;
+    let causes = sandwich(
+        "POISON:loop",
+        &[("PLUGIN_FUEL", "0"), ("PLUGIN_TIMEOUT_MS", "50")],
+    )
+    .await;
     assert_eq!(causes, only(1, "deadline"));
     assert!(started.elapsed() < Duration::from_secs(20));
 }
 
 #[tokio::test]
 async fn wall_clock_obeyed() {
-    let causes = sandwich("ordinary", &[("PLUGIN_FUEL", "0"), ("PLUGIN_TIMEOUT_MS", "50")]).await;
+    let causes = sandwich(
+        "ordinary",
+        &[("PLUGIN_FUEL", "0"), ("PLUGIN_TIMEOUT_MS", "50")],
+    )
+    .await;
     assert!(causes.is_empty());
 }
 
@@ -79,7 +122,9 @@ async fn wall_clock_obeyed() {
 async fn output_limit_fails_the_record() {
     let env = Env::new(&format!("{}?big_bytes=2000000", plugin::HOSTILE))
         .with("PLUGIN_MAX_OUTPUT_BYTES", "1000000");
-    let handled = env.run(&event(&[b"ok".to_vec(), b"POISON:big".to_vec()])).await;
+    let handled = env
+        .run(&event(&[b"ok".to_vec(), b"POISON:big".to_vec()]))
+        .await;
     assert_eq!(causes(&handled), only(1, "output-limit"));
 }
 
@@ -102,7 +147,9 @@ async fn the_invocation_deadline_is_never_overrun() {
     let rows = vec![b"POISON:loop".to_vec(); 20];
     let parsed = postprocess::contract::Event::from_json(&event(&rows)).unwrap();
     let started = Instant::now();
-    let handled = processor.handle(parsed, started + Duration::from_millis(700)).await;
+    let handled = processor
+        .handle(parsed, started + Duration::from_millis(700))
+        .await;
     let elapsed = started.elapsed();
     assert!(elapsed < Duration::from_millis(700), "took {elapsed:?}");
     assert_eq!(handled.response.records.len(), 20);
@@ -116,7 +163,10 @@ async fn the_invocation_deadline_is_never_overrun() {
         .flatten()
         .filter(|f| f.message.contains("before this record was processed"))
         .count();
-    assert!(unstarted >= 10, "{unstarted} records were cut off before starting");
+    assert!(
+        unstarted >= 10,
+        "{unstarted} records were cut off before starting"
+    );
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@
 mod cli;
 mod contract;
 mod hostile;
+mod lambda_runtime;
 mod limits;
 mod state;
 
@@ -66,8 +67,14 @@ impl Env {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vars = BTreeMap::new();
         vars.insert("PLUGIN_URI".into(), plugins.into());
-        vars.insert("STATE_DIR".into(), dir.path().join("state").display().to_string());
-        vars.insert("OUTPUT_DIR".into(), dir.path().join("out").display().to_string());
+        vars.insert(
+            "STATE_DIR".into(),
+            dir.path().join("state").display().to_string(),
+        );
+        vars.insert(
+            "OUTPUT_DIR".into(),
+            dir.path().join("out").display().to_string(),
+        );
         Env { dir, vars }
     }
 

@@ -16,7 +16,10 @@ fn aggregates(env: &Env) -> Vec<Value> {
 
 #[tokio::test]
 async fn batch_aggregation_emits_once_per_batch() {
-    let env = Env::new(&format!("{}?group_by=sector&fields=price", plugin::AGGREGATE));
+    let env = Env::new(&format!(
+        "{}?group_by=sector&fields=price",
+        plugin::AGGREGATE
+    ));
     let handled = env.run(&event(&ticker_rows(9))).await;
     assert_eq!(handled.response.ok_count(), 9);
     let groups = aggregates(&env);
@@ -40,7 +43,7 @@ async fn durable_state_carries_across_invocations() {
     crate::run(&processor, &event(&ticker_rows(3))).await;
     // A second invocation, with a new processor as after a cold start on the same /tmp.
     let again = env.processor().await;
-    let handled = crate::run(&again, &event(&ticker_rows(6)[3..].to_vec())).await;
+    let handled = crate::run(&again, &event(&ticker_rows(6)[3..])).await;
     assert_eq!(handled.response.ok_count(), 3);
     let groups = aggregates(&env);
     let tech = groups
@@ -72,15 +75,22 @@ async fn a_failed_record_leaves_no_state() {
         .unwrap()
         .to_str()
         .unwrap();
-    assert_eq!(store.get(stage, "last").unwrap().as_deref(), Some(&b"first"[..]));
+    assert_eq!(
+        store.get(stage, "last").unwrap().as_deref(),
+        Some(&b"first"[..])
+    );
 }
 
 #[tokio::test]
 async fn a_failed_flush_fails_every_record_that_fed_it() {
     let env = Env::new(&format!("{}?flush=fail", plugin::HOSTILE));
-    let handled = env
-        .run(&event(&[b"a".to_vec(), b"b".to_vec()]))
-        .await;
+    let handled = env.run(&event(&[b"a".to_vec(), b"b".to_vec()])).await;
     assert_eq!(handled.response.ok_count(), 0);
-    assert!(handled.failures.iter().flatten().all(|f| f.message.contains("flush")));
+    assert!(
+        handled
+            .failures
+            .iter()
+            .flatten()
+            .all(|f| f.message.contains("flush"))
+    );
 }

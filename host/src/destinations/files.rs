@@ -36,9 +36,11 @@ impl Destination for FileDestination {
                     tokio::fs::rename(&tmp, &path).await
                 }
                 .await;
-                results.push(written.map_err(|e| {
-                    DeliveryError::new(format!("writing {}: {e}", path.display()))
-                }));
+                results.push(
+                    written.map_err(|e| {
+                        DeliveryError::new(format!("writing {}: {e}", path.display()))
+                    }),
+                );
             }
             results
         })

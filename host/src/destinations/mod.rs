@@ -97,9 +97,9 @@ impl Destinations {
         };
         let mut by_name = HashMap::new();
         for binding in spec.split(',').map(str::trim).filter(|b| !b.is_empty()) {
-            let (name, target) = binding.split_once('=').with_context(|| {
-                format!("DESTINATIONS entry {binding:?} is not name=target")
-            })?;
+            let (name, target) = binding
+                .split_once('=')
+                .with_context(|| format!("DESTINATIONS entry {binding:?} is not name=target"))?;
             let (name, target) = (name.trim(), target.trim());
             if name.is_empty() {
                 bail!("DESTINATIONS entry {binding:?} has an empty name");
@@ -123,9 +123,9 @@ impl Destinations {
             "file" => Arc::new(FileDestination::new(
                 rest.strip_prefix("//").unwrap_or(rest),
             )),
-            _ => bail!(
-                "unknown target {target:?} for destination {name:?}: use stdout or dir:PATH"
-            ),
+            _ => {
+                bail!("unknown target {target:?} for destination {name:?}: use stdout or dir:PATH")
+            }
         })
     }
 
@@ -156,7 +156,9 @@ mod tests {
             .await
             .unwrap_err();
         assert!(format!("{err:#}").contains("carrier-pigeon"));
-        let err = Destinations::from_config(Some("default"), None).await.unwrap_err();
+        let err = Destinations::from_config(Some("default"), None)
+            .await
+            .unwrap_err();
         assert!(format!("{err:#}").contains("name=target"));
     }
 
