@@ -118,11 +118,12 @@ impl Plugin {
 /// to drop) and numbers to aggregate.
 fn row(i: usize) -> Vec<u8> {
     let sector = ["TECHNOLOGY", "ENERGY", "RETAIL", "HEALTHCARE", "FINANCE"][i % 5];
+    let city = [" Seattle ", "New York", " London  ", "Tokyo"][i % 4];
     let mut value = json!({
         "ticker_symbol": format!("  T{:05}  ", i % 100_000),
         "name": format!("  Company {i} Holdings Incorporated  "),
         "sector": sector,
-        "city": [" Seattle ", "New York", " London  ", "Tokyo"][i % 4],
+        "city": city,
         "card": format!("41111111{:08}", i % 100_000_000),
         "price": 10.0 + (i % 1000) as f64 * 0.25,
         "change": (i % 7) as f64 - 3.0,
@@ -582,16 +583,17 @@ fn profile(args: &[String]) {
     let records: usize = args.get(1).and_then(|s| s.parse().ok()).expect(usage);
     let iterations: usize = args.get(2).and_then(|s| s.parse().ok()).expect(usage);
     let text = event(records);
-    if args.get(3).map(String::as_str) == Some("native") {
-        for _ in 0..iterations {
-            black_box(native_invoke(plugin, &text));
-        }
-    } else {
-        let wasm = WasmPath::new(plugin, &[]);
-        for _ in 0..iterations {
-            black_box(wasm.invoke(&text));
-        }
+    let native = args.get(3).map(String::as_str) == Some("native");
+    let wasm = (!native).then(|| WasmPath::new(plugin, &[]));
+    let start = Instant::now();
+    for _ in 0..iterations {
+        match &wasm {
+            Some(wasm) => black_box(wasm.invoke(&text)),
+            None => black_box(native_invoke(plugin, &text)),
+        };
     }
+    let per_record = start.elapsed().as_secs_f64() / (iterations * records.max(1)) as f64;
+    eprintln!("{:.3} µs per record", per_record * 1e6);
 }
 
 // ---------------------------------------------------------------------------------------------
