@@ -225,7 +225,14 @@ impl Processor {
     ) {
         let mut by_destination: BTreeMap<String, (Vec<Envelope>, Vec<Origin>)> = BTreeMap::new();
         for item in items {
-            let entry = by_destination.entry(item.destination.clone()).or_default();
+            // Looked up before inserting, so the name is copied once per destination, not
+            // once per output.
+            if !by_destination.contains_key(&item.destination) {
+                by_destination.insert(item.destination.clone(), Default::default());
+            }
+            let entry = by_destination
+                .get_mut(&item.destination)
+                .expect("inserted above when missing");
             entry.0.push(Envelope::new(&item.destination, item.data));
             entry.1.push(item.origin);
         }
