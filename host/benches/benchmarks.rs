@@ -37,7 +37,10 @@ const ROW_BYTES: usize = 500;
 /// A sample lasts at least this long, so timer resolution does not matter.
 const MIN_SAMPLE: Duration = Duration::from_millis(10);
 /// Where the Python baseline is.
-const PYTHON_HANDLER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/python/kda_output_handler.py");
+const PYTHON_HANDLER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/benches/python/kda_output_handler.py"
+);
 
 type ProcessFn = fn(Record) -> Result<Vec<Output>, Error>;
 type FlushFn = fn() -> Result<Vec<Output>, Error>;
@@ -215,7 +218,9 @@ impl WasmPath {
             .enable_all()
             .build()
             .expect("tokio runtime");
-        let processor = runtime.block_on(Processor::new(&config)).expect("processor");
+        let processor = runtime
+            .block_on(Processor::new(&config))
+            .expect("processor");
         WasmPath {
             runtime,
             processor,
@@ -296,7 +301,9 @@ fn measure(budget: Duration, mut run: impl FnMut()) -> f64 {
     let start = Instant::now();
     run();
     let once = start.elapsed().max(Duration::from_nanos(1));
-    let per_sample = (MIN_SAMPLE.as_secs_f64() / once.as_secs_f64()).ceil().max(1.0) as usize;
+    let per_sample = (MIN_SAMPLE.as_secs_f64() / once.as_secs_f64())
+        .ceil()
+        .max(1.0) as usize;
     let mut samples = Vec::new();
     let mut spent = Duration::ZERO;
     while spent < budget || samples.len() < 3 {
@@ -353,7 +360,10 @@ struct Report {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     if args.first().map(String::as_str) == Some("--profile") {
         return profile(&args[1..]);
     }
@@ -367,7 +377,11 @@ fn main() {
     let events = events();
     let events_dir = tempfile::Builder::new()
         .prefix("postprocess-bench")
-        .tempdir_in(if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" })
+        .tempdir_in(if Path::new("/dev/shm").is_dir() {
+            "/dev/shm"
+        } else {
+            "/tmp"
+        })
         .expect("events dir");
     for (label, n, text) in &events {
         eprintln!("event {label}: {n} records, {} bytes", text.len());
@@ -387,7 +401,12 @@ fn main() {
         let per_record = WasmPath::new(plugin, &[("INSTANCE_REUSE", "record")]);
         for (label, n, text) in &events {
             let native_ok = native_invoke(plugin, text);
-            assert_eq!(wasm.invoke(text), native_ok, "{} {label}: wasm and native disagree", plugin.key);
+            assert_eq!(
+                wasm.invoke(text),
+                native_ok,
+                "{} {label}: wasm and native disagree",
+                plugin.key
+            );
             let wasm_s = measure(budget, || {
                 black_box(wasm.invoke(text));
             });
@@ -414,11 +433,21 @@ fn main() {
                 let no_fuel_s = measure(budget, || {
                     black_box(no_fuel.invoke(text));
                 });
-                fuel.push(Variant { plugin: plugin.label, records: *n, base: wasm_s, variant: no_fuel_s });
+                fuel.push(Variant {
+                    plugin: plugin.label,
+                    records: *n,
+                    base: wasm_s,
+                    variant: no_fuel_s,
+                });
                 let per_record_s = measure(budget, || {
                     black_box(per_record.invoke(text));
                 });
-                fresh.push(Variant { plugin: plugin.label, records: *n, base: wasm_s, variant: per_record_s });
+                fresh.push(Variant {
+                    plugin: plugin.label,
+                    records: *n,
+                    base: wasm_s,
+                    variant: per_record_s,
+                });
                 eprintln!(
                     "{:>16} {label:>6}: fuel off {:.1} µs, fresh instance per record {:.1} µs",
                     plugin.label,
@@ -437,8 +466,8 @@ fn main() {
     let empty = events_dir.path().join("empty.json");
     std::fs::write(&empty, event(0)).expect("empty event");
     let ready_wasm_ms = ready_ms(&[("PLUGIN_URI", string.uri())], &empty);
-    let ready_precompiled_ms = precompiled(string, events_dir.path())
-        .map(|uri| ready_ms(&[("PLUGIN_URI", uri)], &empty));
+    let ready_precompiled_ms =
+        precompiled(string, events_dir.path()).map(|uri| ready_ms(&[("PLUGIN_URI", uri)], &empty));
     let full = event_path(events_dir.path(), "6 MB");
     let rss = plugins
         .iter()
@@ -493,15 +522,25 @@ fn python_bench(
         .stdin(std::fs::File::open(&input).expect("python cases"))
         .output()
         .expect("running python3");
-    assert!(output.status.success(), "python baseline failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "python baseline failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let results: Vec<Value> = serde_json::from_slice(&output.stdout).expect("python results");
     let mut by_case = BTreeMap::new();
     for result in results {
         let name = result["name"].as_str().unwrap_or_default();
         let (key, label) = name.split_once('|').expect("case name");
         let plugin = plugins.iter().find(|p| p.key == key).expect("plugin");
-        assert_eq!(result["ok"], result["records"], "python {name}: a record failed");
-        by_case.insert((plugin.key, label.to_string()), result["seconds_per_batch"].as_f64().unwrap_or(f64::NAN));
+        assert_eq!(
+            result["ok"], result["records"],
+            "python {name}: a record failed"
+        );
+        by_case.insert(
+            (plugin.key, label.to_string()),
+            result["seconds_per_batch"].as_f64().unwrap_or(f64::NAN),
+        );
     }
     by_case
 }
@@ -515,7 +554,10 @@ fn command(vars: &[(&str, String)], event: &Path) -> Command {
         .arg(event)
         .env("DESTINATIONS", "default=discard")
         .env("RUST_LOG", "warn")
-        .env("STATE_DIR", std::env::temp_dir().join("postprocess-bench-state"))
+        .env(
+            "STATE_DIR",
+            std::env::temp_dir().join("postprocess-bench-state"),
+        )
         .stdout(std::process::Stdio::null());
     for (k, v) in vars {
         cmd.env(k, v);
@@ -540,7 +582,10 @@ fn ready_ms(vars: &[(&str, String)], empty: &Path) -> f64 {
 
 /// A precompiled plugin location, when the binary has a `compile` command.
 fn precompiled(plugin: &Plugin, dir: &Path) -> Option<String> {
-    let help = Command::new(BINARY).args(["compile", "--help"]).output().ok()?;
+    let help = Command::new(BINARY)
+        .args(["compile", "--help"])
+        .output()
+        .ok()?;
     if !help.status.success() {
         return None;
     }
@@ -552,7 +597,11 @@ fn precompiled(plugin: &Plugin, dir: &Path) -> Option<String> {
         .arg(&out)
         .status()
         .ok()?;
-    status.success().then(|| plugin.uri().replace(plugin.wasm, &out.display().to_string()))
+    status.success().then(|| {
+        plugin
+            .uri()
+            .replace(plugin.wasm, &out.display().to_string())
+    })
 }
 
 /// Peak RSS in MiB of `postprocess invoke` on `event`, read by the Python helper from the
@@ -560,7 +609,11 @@ fn precompiled(plugin: &Plugin, dir: &Path) -> Option<String> {
 fn peak_rss_mib(uri: &str, event: &Path) -> f64 {
     let cmd = command(&[("PLUGIN_URI", uri.to_string())], event);
     let mut python = Command::new("python3");
-    python.arg(PYTHON_HANDLER).arg("rss").arg(cmd.get_program()).args(cmd.get_args());
+    python
+        .arg(PYTHON_HANDLER)
+        .arg("rss")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
     for (k, v) in cmd.get_envs() {
         if let Some(v) = v {
             python.env(k, v);
@@ -568,7 +621,10 @@ fn peak_rss_mib(uri: &str, event: &Path) -> f64 {
     }
     let output = python.output().expect("running the rss helper");
     let result: Value = serde_json::from_slice(&output.stdout).expect("rss result");
-    assert_eq!(result["exit_code"], 0, "postprocess invoke on the 6 MB event failed");
+    assert_eq!(
+        result["exit_code"], 0,
+        "postprocess invoke on the 6 MB event failed"
+    );
     result["max_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0
 }
 
@@ -689,7 +745,8 @@ fn markdown(r: &Report) -> String {
             rate(t.records, t.native),
             t.python.map_or("-".into(), |p| rate(t.records, p)),
             t.wasm / t.native,
-            t.python.map_or("-".into(), |p| format!("{:.1}", p / t.wasm)),
+            t.python
+                .map_or("-".into(), |p| format!("{:.1}", p / t.wasm)),
             t.overhead_us(),
         );
     }
@@ -701,7 +758,10 @@ fn markdown(r: &Report) -> String {
     );
 
     let _ = writeln!(md, "## Fuel metering and instance reuse (10,000 records)\n");
-    let _ = writeln!(md, "| plugin | fuel on (default) µs/record | fuel off µs/record | metering costs | fresh instance per record µs/record | fresh instance costs µs/record |");
+    let _ = writeln!(
+        md,
+        "| plugin | fuel on (default) µs/record | fuel off µs/record | metering costs | fresh instance per record µs/record | fresh instance costs µs/record |"
+    );
     let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
     for (f, p) in r.fuel.iter().zip(&r.fresh) {
         let per = |s: f64| s / f.records as f64 * 1e6;
@@ -727,10 +787,16 @@ fn markdown(r: &Report) -> String {
     );
     match r.ready_precompiled_ms {
         Some(ms) => {
-            let _ = writeln!(md, "| the same with the plugin precompiled (`postprocess compile`) | {ms:.1} ms |");
+            let _ = writeln!(
+                md,
+                "| the same with the plugin precompiled (`postprocess compile`) | {ms:.1} ms |"
+            );
         }
         None => {
-            let _ = writeln!(md, "| the same with a precompiled plugin | n/a: this build has no `postprocess compile` |");
+            let _ = writeln!(
+                md,
+                "| the same with a precompiled plugin | n/a: this build has no `postprocess compile` |"
+            );
         }
     }
     let _ = writeln!(
@@ -739,7 +805,10 @@ fn markdown(r: &Report) -> String {
         r.processor_new_ms
     );
     for (plugin, mib) in &r.rss {
-        let _ = writeln!(md, "| peak RSS of `postprocess invoke` on the 6 MB event, {plugin} | {mib:.1} MiB |");
+        let _ = writeln!(
+            md,
+            "| peak RSS of `postprocess invoke` on the 6 MB event, {plugin} | {mib:.1} MiB |"
+        );
     }
 
     let _ = writeln!(md, "\n## Goals\n");
@@ -751,7 +820,11 @@ fn markdown(r: &Report) -> String {
     };
     let identity = find("identity", "10000");
     let string = find("string-transform", "10000");
-    let fresh = r.fresh.iter().find(|v| v.plugin == "identity").expect("measured");
+    let fresh = r
+        .fresh
+        .iter()
+        .find(|v| v.plugin == "identity")
+        .expect("measured");
     let fresh_overhead = (fresh.variant - identity.native) / fresh.records as f64 * 1e6;
     let min_python = r
         .throughput
@@ -796,7 +869,11 @@ fn markdown(r: &Report) -> String {
     );
     match r.ready_precompiled_ms {
         Some(ms) => {
-            let _ = writeln!(md, "| ready within 25 ms of start, precompiled | {ms:.1} ms | {} |", goal(ms <= 25.0));
+            let _ = writeln!(
+                md,
+                "| ready within 25 ms of start, precompiled | {ms:.1} ms | {} |",
+                goal(ms <= 25.0)
+            );
         }
         None => {
             let _ = writeln!(
@@ -835,11 +912,22 @@ fn svg(r: &Report) -> String {
             .flatten()
             .map(move |s| t.records as f64 / s)
     });
-    let (lo, hi) = rates.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = rates.fold((f64::INFINITY, 0.0f64), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
     let (y_lo, y_hi) = (lo.log10().floor(), hi.log10().ceil());
-    let x_hi = r.throughput.iter().map(|t| t.records).max().unwrap_or(10_000) as f64;
+    let x_hi = r
+        .throughput
+        .iter()
+        .map(|t| t.records)
+        .max()
+        .unwrap_or(10_000) as f64;
     let x_hi = x_hi.log10().max(4.0);
-    let series = [("WASM", "#d62728"), ("native", "#1f77b4"), ("Python", "#2ca02c")];
+    let series = [
+        ("WASM", "#d62728"),
+        ("native", "#1f77b4"),
+        ("Python", "#2ca02c"),
+    ];
 
     let mut s = String::new();
     let _ = writeln!(
@@ -892,14 +980,22 @@ fn svg(r: &Report) -> String {
             x0 + panel_w / 2.0,
             y0 + panel_h + 34.0
         );
-        let mut rows: Vec<&Throughput> = r.throughput.iter().filter(|t| t.plugin == *plugin).collect();
+        let mut rows: Vec<&Throughput> = r
+            .throughput
+            .iter()
+            .filter(|t| t.plugin == *plugin)
+            .collect();
         rows.sort_by_key(|t| t.records);
         for (i, (name, color)) in series.iter().enumerate() {
             let points: Vec<String> = rows
                 .iter()
                 .filter_map(|t| {
                     let secs = [Some(t.wasm), Some(t.native), t.python][i]?;
-                    Some(format!("{:.1},{:.1}", px(t.records as f64), py(t.records as f64 / secs)))
+                    Some(format!(
+                        "{:.1},{:.1}",
+                        px(t.records as f64),
+                        py(t.records as f64 / secs)
+                    ))
                 })
                 .collect();
             let _ = writeln!(
