@@ -12,7 +12,8 @@
 //! - fuel metering on and off, and a fresh instance per record against reuse;
 //! - process start to ready, and peak RSS on the 6 MB event, with the real `postprocess` binary.
 //!
-//! Timings are medians of samples of at least 10 ms each; `BENCH_SECONDS` (default 0.5) is the
+//! Timings are the fastest of samples of at least 10 ms, taken in turns with the runs they are
+//! compared with; `BENCH_SECONDS` (default 0.5) is the
 //! time budget per case. `--profile PLUGIN RECORDS ITERATIONS [native]` runs one fixed workload
 //! and nothing else, for `valgrind --tool=callgrind`.
 
@@ -295,28 +296,38 @@ fn native_invoke(plugin: &Plugin, text: &str) -> usize {
     response.ok_count()
 }
 
-/// Seconds per call of `run`: the median of samples of at least [`MIN_SAMPLE`], taken until
-/// `budget` is spent and at least three were taken.
-fn measure(budget: Duration, mut run: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    run();
-    let once = start.elapsed().max(Duration::from_nanos(1));
-    let per_sample = (MIN_SAMPLE.as_secs_f64() / once.as_secs_f64())
-        .ceil()
-        .max(1.0) as usize;
-    let mut samples = Vec::new();
-    let mut spent = Duration::ZERO;
-    while spent < budget || samples.len() < 3 {
-        let start = Instant::now();
-        for _ in 0..per_sample {
+/// Seconds per call of each of `runs`, measured in turns (one sample of each, then again) so
+/// that load from other processes on a shared machine falls on all of them alike. A sample
+/// lasts at least [`MIN_SAMPLE`]; sampling goes on until `budget` per run is spent and each has
+/// at least three. Each figure is the fastest sample: interference only ever adds time.
+fn measure(budget: Duration, runs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    let per_sample: Vec<usize> = runs
+        .iter_mut()
+        .map(|run| {
+            let start = Instant::now();
             run();
+            let once = start.elapsed().max(Duration::from_nanos(1));
+            (MIN_SAMPLE.as_secs_f64() / once.as_secs_f64())
+                .ceil()
+                .max(1.0) as usize
+        })
+        .collect();
+    let mut best = vec![f64::INFINITY; runs.len()];
+    let mut spent = Duration::ZERO;
+    let mut rounds = 0;
+    while spent < budget * runs.len() as u32 || rounds < 3 {
+        for (i, run) in runs.iter_mut().enumerate() {
+            let start = Instant::now();
+            for _ in 0..per_sample[i] {
+                run();
+            }
+            let elapsed = start.elapsed();
+            spent += elapsed;
+            best[i] = best[i].min(elapsed.as_secs_f64() / per_sample[i] as f64);
         }
-        let elapsed = start.elapsed();
-        spent += elapsed;
-        samples.push(elapsed.as_secs_f64() / per_sample as f64);
+        rounds += 1;
     }
-    samples.sort_by(f64::total_cmp);
-    samples[samples.len() / 2]
+    best
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -407,12 +418,33 @@ fn main() {
                 "{} {label}: wasm and native disagree",
                 plugin.key
             );
-            let wasm_s = measure(budget, || {
+            let mut wasm_run = || {
                 black_box(wasm.invoke(text));
-            });
-            let native_s = measure(budget, || {
+            };
+            let mut native_run = || {
                 black_box(native_invoke(plugin, text));
-            });
+            };
+            let mut no_fuel_run = || {
+                black_box(no_fuel.invoke(text));
+            };
+            let mut per_record_run = || {
+                black_box(per_record.invoke(text));
+            };
+            // The variants are measured at 10,000 records only, in the same turns.
+            let times = if *n == 10_000 {
+                measure(
+                    budget,
+                    &mut [
+                        &mut wasm_run,
+                        &mut native_run,
+                        &mut no_fuel_run,
+                        &mut per_record_run,
+                    ],
+                )
+            } else {
+                measure(budget, &mut [&mut wasm_run, &mut native_run])
+            };
+            let (wasm_s, native_s) = (times[0], times[1]);
             let python_s = python.get(&(plugin.key, label.clone())).copied();
             eprintln!(
                 "{:>16} {label:>6}: wasm {:>10.1} µs, native {:>10.1} µs, python {}",
@@ -430,17 +462,12 @@ fn main() {
                 python: python_s,
             });
             if *n == 10_000 {
-                let no_fuel_s = measure(budget, || {
-                    black_box(no_fuel.invoke(text));
-                });
+                let (no_fuel_s, per_record_s) = (times[2], times[3]);
                 fuel.push(Variant {
                     plugin: plugin.label,
                     records: *n,
                     base: wasm_s,
                     variant: no_fuel_s,
-                });
-                let per_record_s = measure(budget, || {
-                    black_box(per_record.invoke(text));
                 });
                 fresh.push(Variant {
                     plugin: plugin.label,
@@ -460,9 +487,12 @@ fn main() {
 
     eprintln!("cold start and peak RSS ...");
     let string = &plugins[1];
-    let processor_new_ms = measure(budget, || {
-        black_box(WasmPath::new(string, &[]));
-    }) * 1e3;
+    let processor_new_ms = measure(
+        budget,
+        &mut [&mut || {
+            black_box(WasmPath::new(string, &[]));
+        }],
+    )[0] * 1e3;
     let empty = events_dir.path().join("empty.json");
     std::fs::write(&empty, event(0)).expect("empty event");
     let ready_wasm_ms = ready_ms(&[("PLUGIN_URI", string.uri())], &empty);
@@ -720,8 +750,8 @@ fn markdown(r: &Report) -> String {
          AWS KDA-output blueprints (loop, base64-decode, `json`, transform, build the response), \
          CPython, event and response as JSON text.\n\
          - Rows are ~{ROW_BYTES}-byte JSON objects; the 6 MB event holds as many as fit the \
-         6 MB invoke limit. Each figure is the median of samples of at least 10 ms, on one \
-         thread (so per core).\n"
+         6 MB invoke limit. Each figure is the fastest of several samples of at least 10 ms, \
+         taken in turns with the runs it is compared with, on one thread (so per core).\n"
     );
     let _ = writeln!(md, "![records/s against batch size](benchmarks.svg)\n");
 
