@@ -965,10 +965,17 @@ fn svg(r: &Report) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let full = r
+        .throughput
+        .iter()
+        .find(|t| t.batch == "6 MB")
+        .map_or(0, |t| t.records);
     let _ = writeln!(
         s,
-        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">records/s (one core) against batch size; the last point is the full 6 MB event</text>"#,
-        width / 2.0
+        r#"<text x="{}" y="22" text-anchor="middle" font-size="15">records/s (one core) against records per batch: 1, 100, the 6 MB event ({},{:03}), 10,000</text>"#,
+        width / 2.0,
+        full / 1000,
+        full % 1000
     );
     for (p, plugin) in plugins.iter().enumerate() {
         let x0 = margin + p as f64 * (panel_w + margin);
