@@ -15,7 +15,7 @@ use crate::sandbox::{LoadedPlugin, Sandbox};
 use crate::state::{DurableStore, FileStore};
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 /// Stack for the thread that runs plugins: the wasm stack limit plus room for the host frames
@@ -37,6 +37,7 @@ pub struct Processor {
     shared: Arc<Shared>,
     destinations: Destinations,
     deadline_margin: Duration,
+    threads: PluginThreads,
 }
 
 #[derive(Debug)]
@@ -73,6 +74,10 @@ impl Processor {
             Destinations::from_config(config.destinations.as_deref(), config.output_dir.as_ref())
                 .await?;
         Ok(Processor {
+            threads: PluginThreads {
+                stack_size: sandbox.limits().stack_bytes + HOST_STACK_HEADROOM,
+                idle: Mutex::default(),
+            },
             shared: Arc::new(Shared {
                 sandbox,
                 stages,
@@ -196,24 +201,24 @@ impl Processor {
     ) -> Result<(Vec<Item>, Outcomes)> {
         let shared = self.shared.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("plugins".into())
-            .stack_size(shared.sandbox.limits().stack_bytes + HOST_STACK_HEADROOM)
-            .spawn(move || {
-                let items = pipeline::run(
-                    &shared.sandbox,
-                    &shared.stages,
-                    &shared.store,
-                    &batch,
-                    items,
-                    &mut outcomes,
-                    deadline,
-                );
-                let _ = tx.send((items, outcomes));
-            })
-            .context("starting the plugin thread")?;
-        rx.await
-            .map_err(|_| anyhow!("the plugin thread ended without an answer"))
+        let thread = self.threads.run(Box::new(move || {
+            let items = pipeline::run(
+                &shared.sandbox,
+                &shared.stages,
+                &shared.store,
+                &batch,
+                items,
+                &mut outcomes,
+                deadline,
+            );
+            let _ = tx.send((items, outcomes));
+        }))?;
+        let result = rx.await;
+        // A thread whose job panicked has ended; only one that answered is kept for reuse.
+        if result.is_ok() {
+            self.threads.release(thread);
+        }
+        result.map_err(|_| anyhow!("the plugin thread ended without an answer"))
     }
 
     /// Delivers the final items, destinations concurrently, and fails the records whose
@@ -227,7 +232,14 @@ impl Processor {
     ) {
         let mut by_destination: BTreeMap<String, (Vec<Envelope>, Vec<Origin>)> = BTreeMap::new();
         for item in items {
-            let entry = by_destination.entry(item.destination.clone()).or_default();
+            // Looked up before inserting, so the name is copied once per destination, not
+            // once per output.
+            if !by_destination.contains_key(&item.destination) {
+                by_destination.insert(item.destination.clone(), Default::default());
+            }
+            let entry = by_destination
+                .get_mut(&item.destination)
+                .expect("inserted above when missing");
             entry.0.push(Envelope::new(&item.destination, item.data));
             entry.1.push(item.origin);
         }
@@ -285,5 +297,61 @@ impl Processor {
                 }
             }
         }
+    }
+}
+
+/// Work for a plugin thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that run plugins, kept between invocations: starting a thread with a stack this deep
+/// costs tens of µs, which a batch of one record would otherwise pay every time. Concurrent
+/// invocations each get a thread of their own.
+#[derive(Debug)]
+struct PluginThreads {
+    stack_size: usize,
+    /// The idle threads' job queues.
+    idle: Mutex<Vec<mpsc::Sender<Job>>>,
+}
+
+impl PluginThreads {
+    /// Runs `job` on an idle thread, or on a new one. Returns the thread's queue, to
+    /// [`release`](Self::release) once the job has answered.
+    fn run(&self, mut job: Job) -> Result<mpsc::Sender<Job>> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let Some(queue) = idle else { break };
+            match queue.send(job) {
+                Ok(()) => return Ok(queue),
+                // That thread has ended (its last job panicked): try another.
+                Err(mpsc::SendError(returned)) => job = returned,
+            }
+        }
+        let (queue, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("plugins".into())
+            .stack_size(self.stack_size)
+            .spawn(move || {
+                // Ends when the processor, and with it every queue, is dropped.
+                while let Ok(job) = jobs.recv() {
+                    job();
+                }
+            })
+            .context("starting the plugin thread")?;
+        queue
+            .send(job)
+            .map_err(|_| anyhow!("the plugin thread ended before its first job"))?;
+        Ok(queue)
+    }
+
+    /// Makes a thread that finished its job available again.
+    fn release(&self, queue: mpsc::Sender<Job>) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(queue);
     }
 }

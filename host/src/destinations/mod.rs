@@ -6,6 +6,7 @@
 //! Every output carries a key derived from its content and destination name, so writes are
 //! idempotent where the target allows (KDA redelivers failed records, with new record ids).
 
+mod discard;
 mod files;
 mod stdout;
 
@@ -117,6 +118,7 @@ impl Destinations {
         let (scheme, rest) = target.split_once(':').unwrap_or((target, ""));
         Ok(match scheme {
             "stdout" => Arc::new(StdoutDestination),
+            "discard" => Arc::new(discard::DiscardDestination),
             "dir" if !rest.is_empty() => Arc::new(FileDestination::new(rest)),
             "file" => Arc::new(FileDestination::new(
                 rest.strip_prefix("//").unwrap_or(rest),
