@@ -3,7 +3,7 @@
 //! Every setting has a default except `PLUGIN_URI`. Reading never panics: a malformed value is
 //! an error naming the variable, which fails start-up (the Lambda init phase).
 
-use crate::destinations::AwsSettings;
+use crate::plugin_source::{PluginSource, Sha256Digest};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,12 +26,68 @@ pub struct Config {
     pub destinations: Option<String>,
     /// Directory for the file destination (`OUTPUT_DIR`).
     pub output_dir: Option<PathBuf>,
-    /// The AWS region, endpoints and credentials set in the environment (`AWS_REGION`,
-    /// `AWS_ENDPOINT_URL`, ...), and `S3_FORCE_PATH_STYLE`, for the AWS destinations.
-    pub aws: AwsSettings,
     /// Time kept back from the Lambda deadline for delivery and the response
     /// (`DEADLINE_MARGIN_MS`, default 1000).
     pub deadline_margin: Duration,
+    /// Largest plugin file or download accepted, enforced while reading
+    /// (`PLUGIN_MAX_BYTES`, default 50 MiB).
+    pub plugin_max_bytes: u64,
+    /// Where compiled plugins are cached by content digest (`PLUGIN_CACHE_DIR`,
+    /// default `/tmp/postprocess-cache`).
+    pub plugin_cache_dir: PathBuf,
+    /// How to reach AWS (S3 plugin sources), from the standard AWS variables.
+    pub aws: AwsSettings,
+    /// How the AWS destinations reach AWS, from the same variables plus per-service endpoints.
+    pub destination_aws: crate::destinations::AwsSettings,
+}
+
+/// The AWS settings the host reads itself, so that they can come through
+/// [`Config::from_lookup`] like every other setting. Anything not set here (credentials from a
+/// profile, SSO, the container or instance role) comes from the SDK's standard chain.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AwsSettings {
+    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
+    pub region: Option<String>,
+    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (both ignored when
+    /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), as the SDK reads them.
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing (`S3_FORCE_PATH_STYLE=true`), for S3-compatible servers
+    /// reached by host name. The SDK has no variable for it; it forces path style by itself
+    /// for IP-literal endpoints.
+    pub s3_force_path_style: bool,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, when set.
+    pub static_credentials: Option<StaticCredentials>,
+}
+
+/// Credentials given as variables (as Lambda gives the function role's).
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    /// `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: String,
+    /// `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: String,
+    /// `AWS_SESSION_TOKEN`.
+    pub session_token: Option<String>,
+}
+
+impl std::fmt::Debug for AwsSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the credentials themselves.
+        f.debug_struct("AwsSettings")
+            .field("region", &self.region)
+            .field("s3_endpoint", &self.s3_endpoint)
+            .field("s3_force_path_style", &self.s3_force_path_style)
+            .field("static_credentials", &self.static_credentials.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per-record resource limits. Each one, when hit, fails that record alone.
@@ -76,22 +132,42 @@ pub enum InstanceReuse {
 /// One pipeline stage as the operator wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PluginSpec {
-    /// Where the plugin is, without its query string: a path or a `file://` URI.
+    /// Where the plugin is, without its query string and fragment: a path, or a `file://`,
+    /// `s3://`, `https://` (or loopback `http://`) URI.
     pub location: String,
-    /// The stage's name (the file stem): used in logs and to namespace durable state.
+    /// Where the bytes come from, parsed from `location`.
+    pub source: PluginSource,
+    /// The digest the bytes must have (`#sha256=<hex>` on the URI), checked before compiling.
+    pub pin: Option<Sha256Digest>,
+    /// The stage's name (the file stem): used in logs, to key `PLUGIN_CONFIG` and to
+    /// namespace durable state.
     pub name: String,
-    /// The values the plugin reads with `config-get`, from the URI's query string.
+    /// The values the plugin reads with `config-get`: the URI's query string, overlaid by
+    /// `PLUGIN_CONFIG`.
     pub config: BTreeMap<String, String>,
 }
 
 impl PluginSpec {
-    /// Parses one stage: `path/to/x.wasm?key=value&...` or `file:///abs/x.wasm?key=value`.
-    /// Query values are percent-decoded, so `%2C` stands for a comma.
+    /// Parses one stage: `LOCATION[?key=value&...][#sha256=HEX]`, where `LOCATION` is a path or
+    /// a `file://`, `s3://bucket/key`, `https://` (or loopback `http://`) URI. Query values are
+    /// percent-decoded, so `%2C` stands for a comma.
     pub fn parse(text: &str) -> Result<Self> {
         let text = text.trim();
         if text.is_empty() {
             bail!("empty plugin location");
         }
+        let (text, fragment) = match text.split_once('#') {
+            Some((t, f)) => (t, Some(f)),
+            None => (text, None),
+        };
+        let pin = fragment
+            .map(|f| {
+                let hex = f.strip_prefix("sha256=").with_context(|| {
+                    format!("the fragment #{f} is not a pin: write #sha256=<64 hex digits>")
+                })?;
+                Sha256Digest::parse_hex(hex)
+            })
+            .transpose()?;
         let (location, query) = match text.split_once('?') {
             Some((l, q)) => (l, q),
             None => (text, ""),
@@ -99,32 +175,17 @@ impl PluginSpec {
         let config = url::form_urlencoded::parse(query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))
             .collect();
-        let path = location.strip_prefix("file://").unwrap_or(location);
-        let name = std::path::Path::new(path)
+        let source = PluginSource::parse(location)?;
+        let name = source
             .file_stem()
-            .and_then(|s| s.to_str())
-            .filter(|s| !s.is_empty())
-            .with_context(|| format!("plugin location {location:?} names no file"))?
-            .to_string();
+            .with_context(|| format!("plugin location {location:?} names no file"))?;
         Ok(PluginSpec {
             location: location.to_string(),
+            source,
+            pin,
             name,
             config,
         })
-    }
-
-    /// The local file this stage loads from.
-    pub fn local_path(&self) -> Result<PathBuf> {
-        if let Some(rest) = self.location.strip_prefix("file://") {
-            return Ok(PathBuf::from(rest));
-        }
-        if self.location.contains("://") {
-            bail!(
-                "unsupported plugin location {:?}: use a path or a file:// URI",
-                self.location
-            );
-        }
-        Ok(PathBuf::from(&self.location))
     }
 }
 
@@ -150,7 +211,7 @@ impl Config {
         let uri = get("PLUGIN_URI").context(
             "PLUGIN_URI is not set: name the plugin (a .wasm component), or several separated by commas",
         )?;
-        let plugins = uri
+        let mut plugins = uri
             .split(',')
             .filter(|s| !s.trim().is_empty())
             .map(|s| PluginSpec::parse(s).with_context(|| format!("PLUGIN_URI entry {s:?}")))
@@ -158,7 +219,161 @@ impl Config {
         if plugins.is_empty() {
             bail!("PLUGIN_URI names no plugin");
         }
+        if let Some(json) = get("PLUGIN_CONFIG") {
+            apply_plugin_config(&mut plugins, &json).context("PLUGIN_CONFIG")?;
+        }
 
+        let limits = Limits::from_lookup(&lookup)?;
+
+        let instance_reuse = match get("INSTANCE_REUSE").as_deref().map(str::trim) {
+            None | Some("batch") => InstanceReuse::Batch,
+            Some("record") => InstanceReuse::Record,
+            Some(other) => bail!("INSTANCE_REUSE={other:?}: use \"batch\" or \"record\""),
+        };
+
+        let plugin_max_bytes = number("PLUGIN_MAX_BYTES", 50 << 20)?;
+        if plugin_max_bytes == 0 {
+            bail!("PLUGIN_MAX_BYTES must be at least 1");
+        }
+
+        Ok(Config {
+            plugins,
+            limits,
+            instance_reuse,
+            state_dir: get("STATE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp/postprocess-state")),
+            destinations: get("DESTINATIONS"),
+            output_dir: get("OUTPUT_DIR").map(PathBuf::from),
+            deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 1000)?),
+            plugin_max_bytes,
+            plugin_cache_dir: get("PLUGIN_CACHE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("/tmp/postprocess-cache")),
+            aws: AwsSettings::from_lookup(&lookup)?,
+            destination_aws: crate::destinations::AwsSettings::from_lookup(get)?,
+        })
+    }
+}
+
+/// Reads a boolean setting: `true`/`false`, `1`/`0`, `yes`/`no`.
+fn flag(key: &str, value: Option<String>) -> Result<bool> {
+    match value
+        .as_deref()
+        .map(|v| v.trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => bail!("{key}={other:?}: use true or false"),
+    }
+}
+
+impl AwsSettings {
+    /// Reads the AWS variables through `lookup`.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |key: &str| {
+            lookup(key)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let ignore_endpoints = flag(
+            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+            get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
+        )?;
+        let static_credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
+                access_key_id,
+                secret_access_key,
+                session_token: get("AWS_SESSION_TOKEN"),
+            }),
+            _ => None,
+        };
+        Ok(AwsSettings {
+            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
+            s3_endpoint: (!ignore_endpoints)
+                .then(|| get("AWS_ENDPOINT_URL_S3").or_else(|| get("AWS_ENDPOINT_URL")))
+                .flatten(),
+            s3_force_path_style: flag("S3_FORCE_PATH_STYLE", get("S3_FORCE_PATH_STYLE"))?,
+            static_credentials,
+        })
+    }
+}
+
+/// Overlays `PLUGIN_CONFIG` (a JSON object keyed by stage name or stage index, each value an
+/// object of settings) on the stages' query-string settings. Precedence, lowest first: the
+/// query string, the stage-name entry, the index entry. A key naming no stage is an error, so a
+/// typo does not go unnoticed.
+fn apply_plugin_config(plugins: &mut [PluginSpec], json: &str) -> Result<()> {
+    let root: serde_json::Value = serde_json::from_str(json).context(
+        "not valid JSON: write an object keyed by stage name or index, e.g. \
+         {\"string_transform\": {\"rename\": \"a:b\"}}",
+    )?;
+    let serde_json::Value::Object(entries) = root else {
+        bail!("must be a JSON object keyed by stage name or index");
+    };
+    let mut by_name = Vec::new();
+    let mut by_index = Vec::new();
+    for (key, value) in entries {
+        let serde_json::Value::Object(settings) = value else {
+            bail!("the entry {key:?} must be an object of settings");
+        };
+        let mut values = BTreeMap::new();
+        for (name, value) in settings {
+            let text = match value {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                other => bail!(
+                    "the setting {key:?}.{name:?} is {other}: use a string, number or boolean"
+                ),
+            };
+            values.insert(name, text);
+        }
+        match key.parse::<usize>() {
+            Ok(index) if index < plugins.len() => by_index.push((index, values)),
+            Ok(index) => bail!(
+                "the entry {key:?} names stage index {index}, but the pipeline has {} stage(s)",
+                plugins.len()
+            ),
+            Err(_) if plugins.iter().any(|p| p.name == key) => by_name.push((key, values)),
+            Err(_) => bail!(
+                "the entry {key:?} names no stage; the stages are {:?} (or use an index)",
+                plugins.iter().map(|p| p.name.as_str()).collect::<Vec<_>>()
+            ),
+        }
+    }
+    for (name, values) in by_name {
+        for plugin in plugins.iter_mut().filter(|p| p.name == name) {
+            plugin.config.extend(values.clone());
+        }
+    }
+    for (index, values) in by_index {
+        plugins[index].config.extend(values);
+    }
+    Ok(())
+}
+
+impl Limits {
+    /// Reads the limits from the process environment.
+    pub fn from_env() -> Result<Self> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads the limits through `lookup` (also what `postprocess compile` needs, since they
+    /// shape the engine a precompiled artifact must match).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let number = |key: &str, default: u64| -> Result<u64> {
+            match get(key) {
+                None => Ok(default),
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .with_context(|| format!("{key}={v:?} is not a whole number")),
+            }
+        };
         let defaults = Limits::default();
         let fuel = number("PLUGIN_FUEL", defaults.fuel.unwrap_or(0))?;
         let limits = Limits {
@@ -183,25 +398,7 @@ impl Config {
         if limits.memory_bytes > 4 << 30 {
             bail!("PLUGIN_MEMORY_MB must be between 1 and 4096");
         }
-
-        let instance_reuse = match get("INSTANCE_REUSE").as_deref().map(str::trim) {
-            None | Some("batch") => InstanceReuse::Batch,
-            Some("record") => InstanceReuse::Record,
-            Some(other) => bail!("INSTANCE_REUSE={other:?}: use \"batch\" or \"record\""),
-        };
-
-        Ok(Config {
-            plugins,
-            limits,
-            instance_reuse,
-            state_dir: get("STATE_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/tmp/postprocess-state")),
-            destinations: get("DESTINATIONS"),
-            output_dir: get("OUTPUT_DIR").map(PathBuf::from),
-            aws: AwsSettings::from_lookup(get)?,
-            deadline_margin: Duration::from_millis(number("DEADLINE_MARGIN_MS", 1000)?),
-        })
+        Ok(limits)
     }
 }
 
@@ -239,9 +436,98 @@ mod tests {
         assert_eq!(c.plugins[1].config["upper"], "name;city");
         assert_eq!(c.plugins[1].config["trim"], "*");
         assert_eq!(
-            c.plugins[0].local_path().unwrap(),
-            PathBuf::from("/p/router.wasm")
+            c.plugins[0].source,
+            PluginSource::Local(PathBuf::from("/p/router.wasm"))
         );
+    }
+
+    #[test]
+    fn remote_sources_and_pins_parse() {
+        let hex = "ab".repeat(32);
+        let c = config(&[(
+            "PLUGIN_URI",
+            &format!("s3://bucket/dir/router.wasm?field=type#sha256={hex},https://example.com/p/string.cwasm"),
+        )])
+        .unwrap();
+        assert_eq!(
+            c.plugins[0].source,
+            PluginSource::S3 {
+                bucket: "bucket".into(),
+                key: "dir/router.wasm".into()
+            }
+        );
+        assert_eq!(c.plugins[0].name, "router");
+        assert_eq!(c.plugins[0].config["field"], "type");
+        assert_eq!(c.plugins[0].pin.unwrap().to_string(), hex);
+        assert_eq!(c.plugins[1].name, "string");
+        assert!(c.plugins[1].pin.is_none());
+
+        for (uri, expected) in [
+            ("a.wasm#sha256=12", "64 hex digits"),
+            ("a.wasm#md5=12", "#sha256="),
+            ("http://example.com/a.wasm", "loopback"),
+            ("ftp://example.com/a.wasm", "unsupported"),
+            ("s3://bucket", "s3://bucket/key"),
+        ] {
+            let e = config(&[("PLUGIN_URI", uri)]).unwrap_err();
+            assert!(format!("{e:#}").contains(expected), "{uri}: {e:#}");
+        }
+        assert!(config(&[("PLUGIN_URI", "http://127.0.0.1:9/a.wasm")]).is_ok());
+    }
+
+    #[test]
+    fn plugin_config_overlays_the_query_string_by_name_then_index() {
+        let c = config(&[
+            (
+                "PLUGIN_URI",
+                "/p/a.wasm?x=query&y=query,/p/b.wasm,/p/a.wasm",
+            ),
+            (
+                "PLUGIN_CONFIG",
+                r#"{"a": {"x": "name", "n": 3}, "2": {"x": "index"}, "b": {"flag": true}}"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.plugins[0].config["x"], "name");
+        assert_eq!(c.plugins[0].config["y"], "query");
+        assert_eq!(c.plugins[0].config["n"], "3");
+        assert_eq!(c.plugins[1].config["flag"], "true");
+        assert_eq!(c.plugins[2].config["x"], "index");
+
+        for (json, expected) in [
+            ("{oops", "not valid JSON"),
+            (r#"{"nope": {}}"#, "names no stage"),
+            (r#"{"7": {}}"#, "index 7"),
+            (r#"{"a": {"x": [1]}}"#, "string, number or boolean"),
+        ] {
+            let e = config(&[("PLUGIN_URI", "/p/a.wasm"), ("PLUGIN_CONFIG", json)]).unwrap_err();
+            let text = format!("{e:#}");
+            assert!(
+                text.contains("PLUGIN_CONFIG") && text.contains(expected),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn aws_settings_follow_the_sdk_variables() {
+        let c = config(&[
+            ("PLUGIN_URI", "a.wasm"),
+            ("AWS_ENDPOINT_URL", "http://general"),
+            ("AWS_ENDPOINT_URL_S3", "http://s3-only"),
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "id"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+            ("S3_FORCE_PATH_STYLE", "true"),
+        ])
+        .unwrap();
+        assert_eq!(c.aws.s3_endpoint.as_deref(), Some("http://s3-only"));
+        assert_eq!(c.aws.region.as_deref(), Some("eu-west-1"));
+        assert!(c.aws.s3_force_path_style);
+        assert!(!format!("{:?}", c.aws).contains("secret"));
+        let bad =
+            config(&[("PLUGIN_URI", "a.wasm"), ("S3_FORCE_PATH_STYLE", "maybe")]).unwrap_err();
+        assert!(format!("{bad:#}").contains("S3_FORCE_PATH_STYLE"));
     }
 
     #[test]

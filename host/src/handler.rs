@@ -10,11 +10,12 @@ use crate::contract::{DeliveryResult, Event, RecordResponse, Response};
 use crate::destinations::{Destinations, Envelope};
 use crate::failure::{Cause, Failure};
 use crate::pipeline::{self, Batch, BatchRecord, DEFAULT_DESTINATION, Item, Origin, Outcomes};
+use crate::plugin_loader;
 use crate::sandbox::{LoadedPlugin, Sandbox};
 use crate::state::{DurableStore, FileStore};
 use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 /// Stack for the thread that runs plugins: the wasm stack limit plus room for the host frames
@@ -36,6 +37,7 @@ pub struct Processor {
     shared: Arc<Shared>,
     destinations: Destinations,
     deadline_margin: Duration,
+    threads: PluginThreads,
 }
 
 #[derive(Debug)]
@@ -49,16 +51,17 @@ impl Processor {
     /// Compiles the configured plugins and binds the destinations. Every error here is an
     /// init error an operator can act on.
     pub async fn new(config: &Config) -> Result<Self> {
+        let started = Instant::now();
         let sandbox = Sandbox::new(&config.limits, config.instance_reuse)?;
-        let mut stages = Vec::with_capacity(config.plugins.len());
-        for spec in &config.plugins {
-            let path = spec.local_path()?;
-            let bytes = std::fs::read(&path)
-                .with_context(|| format!("reading plugin {}", path.display()))?;
-            let component = sandbox.compile(spec, &bytes)?;
-            stages.push(sandbox.prepare(spec, &component)?);
-        }
-        Self::from_parts(config, sandbox, stages).await
+        let stages = plugin_loader::load_plugins(config, &sandbox).await?;
+        let processor = Self::from_parts(config, sandbox, stages).await?;
+        // One line per start with the init time, for operators and the cold-start benchmark.
+        tracing::info!(
+            stages = config.plugins.len(),
+            init_ms = started.elapsed().as_secs_f64() * 1e3,
+            "ready for the first event"
+        );
+        Ok(processor)
     }
 
     /// Builds a processor from plugins already loaded into `sandbox`.
@@ -70,10 +73,14 @@ impl Processor {
         let destinations = Destinations::from_config(
             config.destinations.as_deref(),
             config.output_dir.as_ref(),
-            &config.aws,
+            &config.destination_aws,
         )
         .await?;
         Ok(Processor {
+            threads: PluginThreads {
+                stack_size: sandbox.limits().stack_bytes + HOST_STACK_HEADROOM,
+                idle: Mutex::default(),
+            },
             shared: Arc::new(Shared {
                 sandbox,
                 stages,
@@ -197,24 +204,24 @@ impl Processor {
     ) -> Result<(Vec<Item>, Outcomes)> {
         let shared = self.shared.clone();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("plugins".into())
-            .stack_size(shared.sandbox.limits().stack_bytes + HOST_STACK_HEADROOM)
-            .spawn(move || {
-                let items = pipeline::run(
-                    &shared.sandbox,
-                    &shared.stages,
-                    &shared.store,
-                    &batch,
-                    items,
-                    &mut outcomes,
-                    deadline,
-                );
-                let _ = tx.send((items, outcomes));
-            })
-            .context("starting the plugin thread")?;
-        rx.await
-            .map_err(|_| anyhow!("the plugin thread ended without an answer"))
+        let thread = self.threads.run(Box::new(move || {
+            let items = pipeline::run(
+                &shared.sandbox,
+                &shared.stages,
+                &shared.store,
+                &batch,
+                items,
+                &mut outcomes,
+                deadline,
+            );
+            let _ = tx.send((items, outcomes));
+        }))?;
+        let result = rx.await;
+        // A thread whose job panicked has ended; only one that answered is kept for reuse.
+        if result.is_ok() {
+            self.threads.release(thread);
+        }
+        result.map_err(|_| anyhow!("the plugin thread ended without an answer"))
     }
 
     /// Delivers the final items, destinations concurrently, and fails the records whose
@@ -228,7 +235,14 @@ impl Processor {
     ) {
         let mut by_destination: BTreeMap<String, (Vec<Envelope>, Vec<Origin>)> = BTreeMap::new();
         for item in items {
-            let entry = by_destination.entry(item.destination.clone()).or_default();
+            // Looked up before inserting, so the name is copied once per destination, not
+            // once per output.
+            if !by_destination.contains_key(&item.destination) {
+                by_destination.insert(item.destination.clone(), Default::default());
+            }
+            let entry = by_destination
+                .get_mut(&item.destination)
+                .expect("inserted above when missing");
             entry.0.push(Envelope::new(&item.destination, item.data));
             entry.1.push(item.origin);
         }
@@ -286,5 +300,61 @@ impl Processor {
                 }
             }
         }
+    }
+}
+
+/// Work for a plugin thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that run plugins, kept between invocations: starting a thread with a stack this deep
+/// costs tens of µs, which a batch of one record would otherwise pay every time. Concurrent
+/// invocations each get a thread of their own.
+#[derive(Debug)]
+struct PluginThreads {
+    stack_size: usize,
+    /// The idle threads' job queues.
+    idle: Mutex<Vec<mpsc::Sender<Job>>>,
+}
+
+impl PluginThreads {
+    /// Runs `job` on an idle thread, or on a new one. Returns the thread's queue, to
+    /// [`release`](Self::release) once the job has answered.
+    fn run(&self, mut job: Job) -> Result<mpsc::Sender<Job>> {
+        loop {
+            let idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .pop();
+            let Some(queue) = idle else { break };
+            match queue.send(job) {
+                Ok(()) => return Ok(queue),
+                // That thread has ended (its last job panicked): try another.
+                Err(mpsc::SendError(returned)) => job = returned,
+            }
+        }
+        let (queue, jobs) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("plugins".into())
+            .stack_size(self.stack_size)
+            .spawn(move || {
+                // Ends when the processor, and with it every queue, is dropped.
+                while let Ok(job) = jobs.recv() {
+                    job();
+                }
+            })
+            .context("starting the plugin thread")?;
+        queue
+            .send(job)
+            .map_err(|_| anyhow!("the plugin thread ended before its first job"))?;
+        Ok(queue)
+    }
+
+    /// Makes a thread that finished its job available again.
+    fn release(&self, queue: mpsc::Sender<Job>) {
+        self.idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(queue);
     }
 }

@@ -1,4 +1,9 @@
 //! Serving the AWS Lambda runtime API with `lambda_runtime`.
+//!
+//! An init failure (bad configuration, a plugin that cannot be loaded) is posted to the Runtime
+//! API's `/runtime/init/error` before the process exits non-zero, so Lambda reports the
+//! message itself as the init error. `lambda_runtime` 1.5 only posts there for SnapStart hooks,
+//! so the report goes through its API client crate directly.
 
 use crate::handler::Processor;
 use anyhow::{Result, bail};
@@ -40,6 +45,68 @@ fn deadline(epoch_ms: u64) -> Instant {
         return Instant::now() + MAX_LAMBDA_TIMEOUT;
     }
     Instant::now() + Duration::from_millis(epoch_ms - now_ms)
+}
+
+/// Runs `init` (configuration and plugin loading) and then serves; an init error is reported
+/// to Lambda and returned.
+pub async fn start(init: impl Future<Output = Result<Processor>>) -> Result<()> {
+    match init.await {
+        Ok(processor) => serve(processor).await,
+        Err(error) => {
+            report_init_error(&error).await;
+            Err(error)
+        }
+    }
+}
+
+/// Posts `error` to `/runtime/init/error`. Failing to report is logged: the non-zero exit
+/// still makes Lambda fail the init (as `Runtime.ExitError`).
+async fn report_init_error(error: &anyhow::Error) {
+    let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") else {
+        return;
+    };
+    let result = async {
+        let base = if api.contains("://") {
+            api.clone()
+        } else {
+            format!("http://{api}")
+        };
+        let base: http::Uri = base
+            .parse()
+            .map_err(|e| anyhow::anyhow!("AWS_LAMBDA_RUNTIME_API={api:?}: {e}"))?;
+        let client = lambda_runtime_api_client::Client::builder()
+            .with_endpoint(base)
+            .build()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = serde_json::json!({
+            "errorType": "PluginInitError",
+            "errorMessage": format!("{error:#}"),
+        });
+        let request = lambda_runtime_api_client::build_request()
+            .method("POST")
+            .uri("/2018-06-01/runtime/init/error")
+            .header("lambda-runtime-function-error-type", "Runtime.InitError")
+            .header("content-type", "application/json")
+            .body(lambda_runtime_api_client::body::Body::from(
+                body.to_string(),
+            ))?;
+        let response = client
+            .call(request)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the Runtime API answered HTTP {}",
+            response.status()
+        );
+        Ok::<_, anyhow::Error>(())
+    };
+    if let Err(e) = result.await {
+        tracing::error!(
+            error = format!("{e:#}"),
+            "could not report the init error to the Lambda Runtime API"
+        );
+    }
 }
 
 /// Serves invocations until the runtime stops the process.

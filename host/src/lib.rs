@@ -8,9 +8,11 @@
 //!
 //! Layout: [`config`] (one struct from the environment), [`contract`] (KDA's event and
 //! response), [`handler`] (one invocation, end to end), [`pipeline`] (stages over a batch),
-//! [`sandbox`] (wasmtime), [`state`] (plugin key-value state), [`destinations`],
+//! [`sandbox`] (wasmtime), [`plugin_loader`] (from `PLUGIN_URI` to compiled plugins, through
+//! [`plugin_source`], [`plugin_cache`] and [`aws`]), [`state`] (plugin key-value state), [`destinations`],
 //! [`failure`] (why a record failed), [`cli`] and [`lambda`] (the two ways in).
 
+pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod contract;
@@ -19,6 +21,9 @@ pub mod failure;
 pub mod handler;
 pub mod lambda;
 pub mod pipeline;
+pub mod plugin_cache;
+pub mod plugin_loader;
+pub mod plugin_source;
 pub mod sandbox;
 pub mod state;
 

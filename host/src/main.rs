@@ -3,6 +3,7 @@
 use anyhow::Result;
 use clap::Parser;
 use postprocess::cli::{self, Cli, Command};
+use postprocess::config::Limits;
 use postprocess::{Config, Processor, lambda};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -31,12 +32,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let config = Config::from_env()?;
     match cli.command {
-        Some(Command::Invoke { event, timeout_ms }) => {
-            cli::invoke(&config, &event, Duration::from_millis(timeout_ms)).await
+        Some(Command::Compile { input, output }) => {
+            cli::compile(&Limits::from_env()?, &input, &output)
         }
-        None if lambda::is_lambda() => lambda::serve(Processor::new(&config).await?).await,
+        Some(Command::Invoke { event, timeout_ms }) => {
+            cli::invoke(
+                &Config::from_env()?,
+                &event,
+                Duration::from_millis(timeout_ms),
+            )
+            .await
+        }
+        None if cli.exit_after_init => Processor::new(&Config::from_env()?).await.map(drop),
+        None if lambda::is_lambda() => {
+            lambda::start(async { Processor::new(&Config::from_env()?).await }).await
+        }
         None => anyhow::bail!(
             "AWS_LAMBDA_RUNTIME_API is not set, so this is not Lambda: \
              run `postprocess invoke --event FILE` to process an event locally"

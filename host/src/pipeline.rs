@@ -130,17 +130,25 @@ pub fn run(
                 source_arn: &batch.source_arn,
                 source_kind: batch.source_kind,
                 destination: &item.destination,
-                data: &item.data,
+                data: item.data,
             };
-            match stage.process(&input, deadline) {
+            match stage.process(input, deadline) {
                 Ok(outputs) => {
                     contributed.extend_from_slice(item.origin.indices());
-                    next.extend(outputs.into_iter().map(|o| Item {
+                    // The input's destination moves into the last output that keeps it; only
+                    // earlier ones need a copy.
+                    let mut inherited = Some(item.destination);
+                    let last_default = outputs
+                        .iter()
+                        .rposition(|o| o.destination == DEFAULT_DESTINATION);
+                    next.extend(outputs.into_iter().enumerate().map(|(i, o)| Item {
                         origin: item.origin.clone(),
-                        destination: if o.destination == DEFAULT_DESTINATION {
-                            item.destination.clone()
-                        } else {
-                            o.destination
+                        destination: match last_default {
+                            Some(last) if i == last => inherited.take().unwrap_or_default(),
+                            _ if o.destination == DEFAULT_DESTINATION => {
+                                inherited.clone().unwrap_or_default()
+                            }
+                            _ => o.destination,
                         },
                         data: o.data,
                     }));

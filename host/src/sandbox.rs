@@ -175,6 +175,32 @@ impl Sandbox {
                 )
             })
     }
+
+    /// Loads a precompiled artifact (`postprocess compile` output, or an entry of the plugin
+    /// cache). Fails with an actionable message when it was made by an engine this one cannot
+    /// run: another wasmtime version or target, or other settings such as `PLUGIN_FUEL` on/off.
+    ///
+    /// Callers pass only artifacts from trusted places: the operator's own `PLUGIN_URI` (local,
+    /// S3 under the function's role, or HTTPS with a `#sha256=` pin, which the loader checked)
+    /// or this host's cache directory.
+    #[allow(unsafe_code)]
+    pub fn deserialize(&self, location: &str, artifact: &[u8]) -> Result<Component> {
+        // SAFETY: `Component::deserialize` trusts that the bytes are an artifact wasmtime
+        // produced, since they are native code run as is. wasmtime itself checks the header,
+        // version and engine settings (so a mismatch is an error, not UB); what it cannot check
+        // is that the code was not forged. The loader only gets here with bytes the operator
+        // chose and we verified (see above) or that this host wrote atomically to its own cache,
+        // so they are `serialize` output of a wasmtime engine.
+        let component = unsafe { Component::deserialize(&self.engine, artifact) };
+        component.map_err(anyhow::Error::from).with_context(|| {
+            format!(
+                "plugin {location} is a precompiled artifact this host cannot load: it must come \
+                 from `postprocess compile` of this same postprocess build, run with the same \
+                 PLUGIN_FUEL (on or off) and limits as this function; recompile it, or point \
+                 PLUGIN_URI at the .wasm component instead"
+            )
+        })
+    }
 }
 
 /// A plugin compiled and linked, ready to instantiate.
@@ -415,8 +441,8 @@ pub struct CallInput<'a> {
     pub source_kind: &'a str,
     /// The destination an earlier stage chose.
     pub destination: &'a str,
-    /// The bytes.
-    pub data: &'a [u8],
+    /// The bytes, handed over: the call moves them into the guest, and nothing reads them after.
+    pub data: Vec<u8>,
 }
 
 /// One output of a call: destination name and bytes.
@@ -436,6 +462,9 @@ pub struct StageRun<'a> {
     instance: Option<(Store<StoreState>, Plugin)>,
     /// Kept here whenever no store holds it.
     state: Option<StageState>,
+    /// The argument of `process`, kept between calls so that its metadata strings keep their
+    /// buffers (`None` during a call).
+    record: Option<InputRecord>,
 }
 
 impl std::fmt::Debug for StageRun<'_> {
@@ -459,6 +488,7 @@ impl<'a> StageRun<'a> {
             plugin,
             instance: None,
             state: Some(StageState::new(plugin.name(), store)),
+            record: None,
         }
     }
 
@@ -531,7 +561,7 @@ impl<'a> StageRun<'a> {
     /// state writes only if it succeeds.
     pub fn process(
         &mut self,
-        input: &CallInput<'_>,
+        input: CallInput<'_>,
         deadline: Instant,
     ) -> Result<Vec<CallOutput>, Failure> {
         if Instant::now() >= deadline {
@@ -541,19 +571,31 @@ impl<'a> StageRun<'a> {
             ));
         }
         self.instantiate()?;
-        let record = InputRecord {
-            data: input.data.to_vec(),
+        // The previous call's record is overwritten in place, so its strings are not allocated
+        // again, and the data is moved in rather than copied.
+        let mut record = self.record.take().unwrap_or_else(|| InputRecord {
+            data: Vec::new(),
             metadata: Metadata {
-                record_id: input.record_id.to_string(),
-                retry_hint: input.retry_hint,
-                source_arn: input.source_arn.to_string(),
-                source_kind: input.source_kind.to_string(),
-                destination: input.destination.to_string(),
+                record_id: String::new(),
+                retry_hint: 0,
+                source_arn: String::new(),
+                source_kind: String::new(),
+                destination: String::new(),
             },
-        };
-        self.call(input.record_id, deadline, |store, bindings| {
+        });
+        record.data = input.data;
+        let metadata = &mut record.metadata;
+        input.record_id.clone_into(&mut metadata.record_id);
+        metadata.retry_hint = input.retry_hint;
+        input.source_arn.clone_into(&mut metadata.source_arn);
+        input.source_kind.clone_into(&mut metadata.source_kind);
+        input.destination.clone_into(&mut metadata.destination);
+        let result = self.call(input.record_id, deadline, |store, bindings| {
             bindings.call_process(store, &record)
-        })
+        });
+        record.data = Vec::new();
+        self.record = Some(record);
+        result
     }
 
     /// Runs `flush` at the end of the batch.

@@ -143,7 +143,10 @@ impl StageState {
 
     /// The value under `key`, seeing this call's own writes first.
     pub fn get(&mut self, scope: Scope, key: &str) -> Result<Option<Vec<u8>>> {
-        if let Some(v) = self.pending.get(&(scope, key.to_string())) {
+        // Most reads come before the call's first write: then there is no lookup key to build.
+        if !self.pending.is_empty()
+            && let Some(v) = self.pending.get(&(scope, key.to_string()))
+        {
             return Ok(v.clone());
         }
         match scope {

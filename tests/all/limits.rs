@@ -180,3 +180,16 @@ async fn a_fresh_instance_per_record_gives_the_same_answers() {
     assert_eq!(batch.response, record.response);
     assert_eq!(causes(&record), only(1, "trap"));
 }
+
+#[tokio::test]
+async fn the_sandbox_has_no_environment_files_or_network() {
+    let env = Env::new(plugin::HOSTILE);
+    let handled = env.run(&event(&[b"POISON:escape".to_vec()])).await;
+    assert!(causes(&handled).is_empty(), "{:?}", handled.failures);
+    let out = outputs(&env.out_dir(), "default");
+    let report: serde_json::Value = serde_json::from_slice(out.values().next().unwrap()).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({"env": 0, "args": 0, "read": 0, "write": false, "connect": false})
+    );
+}

@@ -7,6 +7,7 @@ mod destinations;
 mod hostile;
 mod lambda_runtime;
 mod limits;
+mod plugin_sources;
 mod state;
 
 use base64::Engine as _;
@@ -75,6 +76,11 @@ impl Env {
         vars.insert(
             "OUTPUT_DIR".into(),
             dir.path().join("out").display().to_string(),
+        );
+        // A private compiled-plugin cache, so no test sees another's entries.
+        vars.insert(
+            "PLUGIN_CACHE_DIR".into(),
+            dir.path().join("cache").display().to_string(),
         );
         Env { dir, vars }
     }

@@ -18,6 +18,23 @@ impl FileDestination {
     }
 }
 
+impl FileDestination {
+    fn write_all(dir: &std::path::Path, items: &[Envelope]) -> Vec<Result<(), DeliveryError>> {
+        items
+            .iter()
+            .map(|item| {
+                let dir = dir.join(&item.destination);
+                let path = dir.join(&item.key);
+                let tmp = dir.join(format!(".{}.tmp", item.key));
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&tmp, &item.data))
+                    .and_then(|()| std::fs::rename(&tmp, &path))
+                    .map_err(|e| DeliveryError::new(format!("writing {}: {e}", path.display())))
+            })
+            .collect()
+    }
+}
+
 impl Destination for FileDestination {
     fn deliver<'a>(
         &'a self,
@@ -25,24 +42,14 @@ impl Destination for FileDestination {
         _deadline: Instant,
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
         Box::pin(async move {
-            let mut results = Vec::with_capacity(items.len());
-            for item in items {
-                let dir = self.dir.join(&item.destination);
-                let path = dir.join(&item.key);
-                let tmp = dir.join(format!(".{}.tmp", item.key));
-                let written = async {
-                    tokio::fs::create_dir_all(&dir).await?;
-                    tokio::fs::write(&tmp, &item.data).await?;
-                    tokio::fs::rename(&tmp, &path).await
-                }
-                .await;
-                results.push(
-                    written.map_err(|e| {
-                        DeliveryError::new(format!("writing {}: {e}", path.display()))
-                    }),
-                );
-            }
-            results
+            // One blocking task for the batch: per-file async calls cost a thread hop each.
+            let (dir, owned) = (self.dir.clone(), items.to_vec());
+            tokio::task::spawn_blocking(move || Self::write_all(&dir, &owned))
+                .await
+                .unwrap_or_else(|e| {
+                    let error = DeliveryError::new(format!("file writer failed: {e}"));
+                    vec![Err(error); items.len()]
+                })
         })
     }
 }

@@ -13,6 +13,7 @@
 
 mod aws;
 mod cloudwatch;
+mod discard;
 mod dynamodb;
 mod files;
 mod http;
@@ -155,6 +156,7 @@ impl Destinations {
         let (base, options) = split_options(target)?;
         Ok(match scheme {
             "stdout" => Arc::new(StdoutDestination),
+            "discard" => Arc::new(discard::DiscardDestination),
             "dir" if !rest.is_empty() => Arc::new(FileDestination::new(rest)),
             "file" => Arc::new(FileDestination::new(
                 rest.strip_prefix("//").unwrap_or(rest),

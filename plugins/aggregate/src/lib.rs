@@ -40,7 +40,9 @@ const TOTALS_PREFIX: &str = "agg/";
 /// Prefix of the batch state keys naming the groups a durable batch touched.
 const TOUCHED_PREFIX: &str = "touched/";
 
-fn process(record: Record) -> Result<Vec<Output>, Error> {
+/// Folds one record into its group's totals. Public so benchmarks can run the same code
+/// natively.
+pub fn process(record: Record) -> Result<Vec<Output>, Error> {
     let config = Config::load()?;
     let row: Map<String, Value> = serde_json::from_slice(&record.data)
         .map_err(|e| Error::InvalidRecord(format!("record is not a JSON object: {e}")))?;
@@ -68,7 +70,8 @@ fn process(record: Record) -> Result<Vec<Output>, Error> {
     Ok(vec![])
 }
 
-fn flush() -> Result<Vec<Output>, Error> {
+/// Emits the totals of every group this batch touched.
+pub fn flush() -> Result<Vec<Output>, Error> {
     let config = Config::load()?;
     // Batch totals are themselves the list of touched groups; durable ones need the list.
     let prefix = match config.scope {

@@ -14,6 +14,7 @@
 //! | `POISON:big`     | returns one output of config `big_bytes` bytes (default 16 MiB)  |
 //! | `POISON:error`   | returns `Error::InvalidRecord("poison pill")`                    |
 //! | `POISON:print`   | prints a line to stdout and stderr, then passes the data through |
+//! | `POISON:escape`  | tries env, args, filesystem and network; outputs what worked     |
 //!
 //! Any other record passes through unchanged to `default`. `flush` emits `{"count":N}` when
 //! config `flush` = `count`, fails with `Error::Transient("flush failed")` when it is `fail`,
@@ -46,6 +47,8 @@ fn process(record: Record) -> Result<Vec<Output>, Error> {
         Ok(vec![Output::new(vec![b'x'; big_bytes()?])])
     } else if contains(data, b"POISON:error") {
         Err(Error::InvalidRecord("poison pill".into()))
+    } else if contains(data, b"POISON:escape") {
+        Ok(vec![Output::new(escape_attempts())])
     } else {
         if contains(data, b"POISON:print") {
             println!("hostile plugin: stdout line");
@@ -53,6 +56,21 @@ fn process(record: Record) -> Result<Vec<Output>, Error> {
         }
         Ok(vec![Output::new(record.data)])
     }
+}
+
+/// Tries to reach outside the sandbox and reports what worked, as JSON.
+fn escape_attempts() -> String {
+    let env = std::env::vars().count();
+    let args = std::env::args().count();
+    let read = ["/etc/hostname", "/", "."]
+        .iter()
+        .filter(|p| std::fs::read_dir(p).is_ok() || std::fs::read(p).is_ok())
+        .count();
+    let write = std::fs::write("escape.txt", b"x").is_ok();
+    let connect = std::net::TcpStream::connect("127.0.0.1:22").is_ok();
+    format!(
+        "{{\"env\":{env},\"args\":{args},\"read\":{read},\"write\":{write},\"connect\":{connect}}}"
+    )
 }
 
 fn flush() -> Result<Vec<Output>, Error> {
