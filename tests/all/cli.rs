@@ -127,11 +127,11 @@ fn a_bad_plugin_fails_start_up_with_an_actionable_message() {
     let cases = [
         (
             not_wasm.to_str().unwrap().to_string(),
-            "not a valid WebAssembly component",
+            "is not WebAssembly",
         ),
         (
             "/nonexistent/p.wasm".to_string(),
-            "reading plugin /nonexistent/p.wasm",
+            "/nonexistent/p.wasm",
         ),
     ];
     for (uri, expected) in cases {
