@@ -125,14 +125,8 @@ fn a_bad_plugin_fails_start_up_with_an_actionable_message() {
     let event_file = dir.path().join("e.json");
     std::fs::write(&event_file, event(&[])).unwrap();
     let cases = [
-        (
-            not_wasm.to_str().unwrap().to_string(),
-            "is not WebAssembly",
-        ),
-        (
-            "/nonexistent/p.wasm".to_string(),
-            "/nonexistent/p.wasm",
-        ),
+        (not_wasm.to_str().unwrap().to_string(), "is not WebAssembly"),
+        ("/nonexistent/p.wasm".to_string(), "/nonexistent/p.wasm"),
     ];
     for (uri, expected) in cases {
         let out = postprocess(

@@ -455,7 +455,7 @@ mod tests {
             ("s3://ab/x", "bucket"),
             ("sqs:", "queue URL"),
             ("sqs:not-a-url", "queue URL"),
-            ("sns:topic", "topic ARN"),
+            ("sns:topic", "TOPIC_ARN"),
             ("dynamodb:", "table"),
             ("dynamodb:t#key=", "key"),
             ("cloudwatch-logs:group-only", "GROUP/STREAM"),
