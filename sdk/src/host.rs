@@ -66,8 +66,20 @@ pub(crate) mod wasm {
         }
     }
 
+    std::thread_local! {
+        /// An instance's configuration never changes, so each key crosses the boundary once
+        /// per instance instead of once per record.
+        static CONFIG: std::cell::RefCell<std::collections::HashMap<String, Option<String>>> =
+            std::cell::RefCell::default();
+    }
+
     pub fn config(key: &str) -> Option<String> {
-        host::config_get(key)
+        if let Some(value) = CONFIG.with(|c| c.borrow().get(key).cloned()) {
+            return value;
+        }
+        let value = host::config_get(key);
+        CONFIG.with(|c| c.borrow_mut().insert(key.to_string(), value.clone()));
+        value
     }
 
     pub fn log(level: Level, message: &str) {
