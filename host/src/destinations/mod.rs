@@ -331,6 +331,46 @@ pub(crate) fn batches(
         .collect()
 }
 
+/// Delivers text messages through a batch API of 10 entries (SQS `SendMessageBatch`, SNS
+/// `PublishBatch`): non-UTF-8 outputs fail alone, FIFO batches go one after another so the
+/// group keeps its order, others go 4 at a time. `send` gets the indices of one batch; their
+/// data is known to be UTF-8 (see [`text`]).
+pub(crate) async fn deliver_text_batches<F, Fut>(
+    service: &str,
+    items: &[Envelope],
+    fifo: bool,
+    max_batch_bytes: usize,
+    deadline: Instant,
+    send: F,
+) -> Vec<Result<(), DeliveryError>>
+where
+    F: Fn(Vec<usize>) -> Fut,
+    Fut: Future<Output = std::result::Result<Vec<Entry>, String>>,
+{
+    let bodies: Vec<Option<&str>> = items
+        .iter()
+        .map(|i| std::str::from_utf8(&i.data).ok())
+        .collect();
+    let valid: Vec<usize> = (0..items.len()).filter(|&i| bodies[i].is_some()).collect();
+    let batches = batches(&valid, |i| items[i].data.len(), 10, max_batch_bytes);
+    let concurrency = if fifo { 1 } else { 4 };
+    let mut results = deliver_batches(items.len(), batches, concurrency, deadline, send).await;
+    for (i, body) in bodies.iter().enumerate() {
+        if body.is_none() {
+            results[i] = Err(DeliveryError::new(format!(
+                "an {service} message must be UTF-8 text"
+            )));
+        }
+    }
+    results
+}
+
+/// The output's data as text ("" if it is not UTF-8, which [`deliver_text_batches`] never
+/// sends).
+pub(crate) fn text(item: &Envelope) -> &str {
+    std::str::from_utf8(&item.data).unwrap_or_default()
+}
+
 /// What a batch API answered for one entry.
 #[derive(Debug)]
 pub(crate) enum Entry {

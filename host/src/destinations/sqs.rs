@@ -12,8 +12,8 @@
 //! KDA's order. Standard queues have no deduplication: a replayed record is delivered again.
 
 use super::{
-    AwsContext, BoxFuture, DeliveryError, Destination, Entry, Envelope, Options, batches,
-    deliver_batches, sdk_error,
+    AwsContext, BoxFuture, DeliveryError, Destination, Entry, Envelope, Options,
+    deliver_text_batches, sdk_error, text,
 };
 use anyhow::{Result, bail};
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
@@ -58,18 +58,13 @@ impl SqsDestination {
         })
     }
 
-    async fn send(
-        &self,
-        items: &[Envelope],
-        bodies: &[Option<&str>],
-        indices: Vec<usize>,
-    ) -> Result<Vec<Entry>, String> {
+    async fn send(&self, items: &[Envelope], indices: Vec<usize>) -> Result<Vec<Entry>, String> {
         let mut request = self.client.send_message_batch().queue_url(&self.queue_url);
         for (n, &i) in indices.iter().enumerate() {
             let item = &items[i];
             let mut entry = SendMessageBatchRequestEntry::builder()
                 .id(n.to_string())
-                .message_body(bodies[i].unwrap_or_default());
+                .message_body(text(&items[i]));
             if self.fifo {
                 entry = entry
                     .message_deduplication_id(&item.key)
@@ -126,26 +121,13 @@ impl Destination for SqsDestination {
         items: &'a [Envelope],
         deadline: Instant,
     ) -> BoxFuture<'a, Vec<Result<(), DeliveryError>>> {
-        Box::pin(async move {
-            let bodies: Vec<Option<&str>> = items
-                .iter()
-                .map(|i| std::str::from_utf8(&i.data).ok())
-                .collect();
-            let valid: Vec<usize> = (0..items.len()).filter(|&i| bodies[i].is_some()).collect();
-            let batches = batches(&valid, |i| items[i].data.len(), 10, self.max_batch_bytes);
-            // A FIFO group's order holds only if its batches go one after another.
-            let concurrency = if self.fifo { 1 } else { 4 };
-            let mut results =
-                deliver_batches(items.len(), batches, concurrency, deadline, |indices| {
-                    self.send(items, &bodies, indices)
-                })
-                .await;
-            for (i, body) in bodies.iter().enumerate() {
-                if body.is_none() {
-                    results[i] = Err(DeliveryError::new("an SQS message must be UTF-8 text"));
-                }
-            }
-            results
-        })
+        Box::pin(deliver_text_batches(
+            "SQS",
+            items,
+            self.fifo,
+            self.max_batch_bytes,
+            deadline,
+            move |indices| self.send(items, indices),
+        ))
     }
 }
