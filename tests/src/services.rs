@@ -733,13 +733,13 @@ fn system_user(name: &str) -> Result<(u32, u32)> {
 // In-process HTTP servers
 // ---------------------------------------------------------------------------------------------
 
-type BoxedResponse = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
-type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxedResponse + Send + Sync>;
+pub(crate) type BoxedResponse = Pin<Box<dyn Future<Output = Response<Full<Bytes>>> + Send>>;
+pub(crate) type Handler = Arc<dyn Fn(Request<Incoming>) -> BoxedResponse + Send + Sync>;
 
 /// A hyper HTTP/1.1 server on its own thread and current-thread runtime, so it works whatever
 /// runtime (if any) the test uses. Stopped (thread joined, connections closed) on drop.
-struct InProcessServer {
-    addr: SocketAddr,
+pub(crate) struct InProcessServer {
+    pub(crate) addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
@@ -753,7 +753,7 @@ impl fmt::Debug for InProcessServer {
 }
 
 impl InProcessServer {
-    fn start(name: &str, handler: Handler) -> Result<InProcessServer> {
+    pub(crate) fn start(name: &str, handler: Handler) -> Result<InProcessServer> {
         // Bound here, before the thread starts: the port is ours, with no window for a race.
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
         listener.set_nonblocking(true)?;
@@ -816,7 +816,7 @@ impl Drop for InProcessServer {
     }
 }
 
-fn respond(
+pub(crate) fn respond(
     status: StatusCode,
     content_type: &str,
     body: impl Into<Bytes>,
