@@ -631,3 +631,238 @@ async fn a_database_stopped_after_start_fails_deliveries() {
     let handled = crate::run(&processor, &event).await;
     assert_eq!(failed(&handled).len(), 3);
 }
+
+#[tokio::test]
+async fn one_event_lands_on_every_destination_kind_it_names() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let moto = moto();
+    let config = sdk(&moto).await;
+    let (s3, sqs, sns) = (
+        aws_sdk_s3::Client::new(&config),
+        aws_sdk_sqs::Client::new(&config),
+        aws_sdk_sns::Client::new(&config),
+    );
+    let (dynamodb, logs) = (
+        aws_sdk_dynamodb::Client::new(&config),
+        aws_sdk_cloudwatchlogs::Client::new(&config),
+    );
+    s3.create_bucket().bucket("all-kinds").send().await.unwrap();
+    let standard = queue(&sqs, "all-kinds-events").await;
+    let fifo = queue(&sqs, "all-kinds-orders.fifo").await;
+    let subscriber = queue(&sqs, "all-kinds-alerts").await;
+    let topic = sns.create_topic().name("all-kinds").send().await.unwrap();
+    let topic = topic.topic_arn().unwrap().to_string();
+    let subscriber_arn = sqs
+        .get_queue_attributes()
+        .queue_url(&subscriber)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes()
+        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
+        .clone();
+    sns.subscribe()
+        .topic_arn(&topic)
+        .protocol("sqs")
+        .endpoint(subscriber_arn)
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    dynamodb
+        .create_table()
+        .table_name("all-kinds")
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("id")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("id")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let bridge = RpcV2CborBridge::start(&moto.endpoint()).unwrap();
+    let http = HttpServer::start().unwrap();
+    let postgres = Postgres::start().unwrap();
+    postgres
+        .execute_in(
+            Postgres::DATABASE,
+            "CREATE TABLE ticks (key text PRIMARY KEY, ticker text, \"Id\" text)",
+        )
+        .unwrap();
+    let env = routed("", Some(&moto)).with("AWS_ENDPOINT_URL_CLOUDWATCH", &bridge.url());
+    let destinations = [
+        "archive=s3://all-kinds/out/".to_string(),
+        format!("events=sqs:{standard}"),
+        format!("orders=sqs:{fifo}"),
+        format!("alerts=sns:{topic}"),
+        "items=dynamodb:all-kinds".to_string(),
+        "logs=cloudwatch-logs:/all-kinds/stream".to_string(),
+        "metrics=cloudwatch-metrics:AllKinds".to_string(),
+        format!("api={}/ingest", http.url()),
+        format!("ticks={}#table=ticks&columns=ticker;Id:id", postgres.url()),
+        format!("files=dir:{}", env.out_dir().display()),
+    ]
+    .join(",");
+    let env = env.with("DESTINATIONS", &destinations);
+
+    // Three rows per destination, interleaved, plus one for a name nothing is bound to.
+    let names = [
+        "archive", "events", "orders", "alerts", "items", "logs", "metrics", "api", "ticks",
+        "files",
+    ];
+    let mut all: Vec<Vec<u8>> = Vec::new();
+    for i in 0..3 {
+        for name in names {
+            let mut row: Value = serde_json::from_slice(&rows(name, name, i + 1)[i]).unwrap();
+            if name == "metrics" {
+                row["metric"] = json!("Price");
+                row["value"] = row["price"].clone();
+            }
+            all.push(row.to_string().into_bytes());
+        }
+    }
+    all.push(rows("nowhere", "nowhere", 1).remove(0));
+    let sent = |name: &str| -> Vec<&Vec<u8>> {
+        all.iter()
+            .filter(|r| serde_json::from_slice::<Value>(r).unwrap()["type"] == name)
+            .collect()
+    };
+    let sorted_texts = |rows: &[&Vec<u8>]| {
+        let mut texts: Vec<String> = rows.iter().map(|r| text(r)).collect();
+        texts.sort();
+        texts
+    };
+
+    let handled = env.run(&event(&all)).await;
+    assert_eq!(
+        failed(&handled),
+        BTreeMap::from([(all.len() - 1, "destination")]),
+        "only the row for the unbound name fails: {:?}",
+        handled.failures
+    );
+    let unbound = handled.failures.last().unwrap().as_ref().unwrap();
+    assert!(
+        unbound.message.contains("\"nowhere\""),
+        "{}",
+        unbound.message
+    );
+
+    // S3: one object per output, named by its content key.
+    for row in sent("archive") {
+        let object = s3
+            .get_object()
+            .bucket("all-kinds")
+            .key(format!("out/{}", key("archive", row)))
+            .send()
+            .await
+            .unwrap();
+        let body = object.body.collect().await.unwrap().into_bytes();
+        assert_eq!(body.as_ref(), row.as_slice());
+    }
+    // SQS standard and FIFO (in KDA's order), and SNS through its subscribed queue.
+    assert_eq!(sorted_texts(&sent("events")), {
+        let mut got = drain(&sqs, &standard).await;
+        got.sort();
+        got
+    });
+    assert_eq!(
+        drain(&sqs, &fifo).await,
+        sent("orders").iter().map(|r| text(r)).collect::<Vec<_>>()
+    );
+    assert_eq!(sorted_texts(&sent("alerts")), {
+        let mut got = drain(&sqs, &subscriber).await;
+        got.sort();
+        got
+    });
+    // DynamoDB: one item per output, keyed by its `id`.
+    let scanned = dynamodb
+        .scan()
+        .table_name("all-kinds")
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<String> = scanned
+        .items()
+        .iter()
+        .filter_map(|item| item.get("id")?.as_s().ok().cloned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["items-0", "items-1", "items-2"]);
+    // CloudWatch Logs, in order.
+    let events = logs
+        .get_log_events()
+        .log_group_name("/all-kinds")
+        .log_stream_name("stream")
+        .start_from_head(true)
+        .send()
+        .await
+        .unwrap();
+    let messages: Vec<String> = events
+        .events()
+        .iter()
+        .filter_map(|e| e.message().map(String::from))
+        .collect();
+    assert_eq!(
+        messages,
+        sent("logs").iter().map(|r| text(r)).collect::<Vec<_>>()
+    );
+    // CloudWatch metrics: the three values, summed.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let statistics = json_call(
+        &moto.endpoint(),
+        CLOUDWATCH,
+        "GetMetricStatistics",
+        &json!({"Namespace": "AllKinds", "MetricName": "Price",
+                "StartTime": now - 600, "EndTime": now + 600, "Period": 60,
+                "Statistics": ["Sum", "SampleCount"]}),
+    )
+    .await
+    .unwrap();
+    let points = statistics["Datapoints"].as_array().unwrap();
+    let total = |field: &str| points.iter().filter_map(|p| p[field].as_f64()).sum::<f64>();
+    assert_eq!(
+        (total("SampleCount"), total("Sum")),
+        (3.0, 10.5 + 11.5 + 12.5)
+    );
+    // HTTP: one POST per output.
+    let requests = http.wait_for_requests(3, Duration::from_secs(5)).unwrap();
+    let mut bodies: Vec<String> = requests.iter().map(|r| text(&r.body)).collect();
+    bodies.sort();
+    assert_eq!(bodies, sorted_texts(&sent("api")));
+    // PostgreSQL: one row per output.
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let ids: Vec<String> = client
+        .query("SELECT \"Id\" FROM ticks ORDER BY \"Id\"", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(ids, ["ticks-0", "ticks-1", "ticks-2"]);
+    // The local directory: one file per output.
+    let files = crate::outputs(&env.out_dir(), "files");
+    let expected: BTreeMap<String, Vec<u8>> = sent("files")
+        .into_iter()
+        .map(|r| (key("files", r), r.clone()))
+        .collect();
+    assert_eq!(files, expected);
+}
