@@ -387,7 +387,7 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
         .to_string()
         .into_bytes()
     };
-    let all = vec![
+    let mut all = vec![
         datum(1.5, "ENERGY"),
         json!({"type": "metrics", "metric": "PriceChange"})
             .to_string()
@@ -400,6 +400,12 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
         .into_bytes(),
         datum(-1.0, "RETAIL"),
     ];
+    // 400 more datums: one PutMetricData over 10 KB, which the SDK gzips.
+    all.extend((0..400).map(|i| {
+        json!({"type": "metrics", "metric": "Ticks", "value": i, "unit": "Count"})
+            .to_string()
+            .into_bytes()
+    }));
     let handled = env.run(&event(&all)).await;
     // The output without a value, and the one shaped wrongly, fail alone.
     assert_eq!(
@@ -443,6 +449,19 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
     let total = |field: &str| points.iter().filter_map(|p| p[field].as_f64()).sum::<f64>();
     assert_eq!(total("Sum"), 4.0, "{points:?}");
     assert_eq!(total("SampleCount"), 2.0, "{points:?}");
+    let ticks = cloudwatch(
+        "GetMetricStatistics",
+        json!({
+            "Namespace": "PostprocessTest", "MetricName": "Ticks",
+            "StartTime": now_s - 600, "EndTime": now_s + 600, "Period": 60,
+            "Statistics": ["Sum", "SampleCount"],
+        }),
+    )
+    .await;
+    let ticks = ticks["Datapoints"].as_array().expect("Datapoints");
+    let ticks_total = |field: &str| ticks.iter().filter_map(|p| p[field].as_f64()).sum::<f64>();
+    assert_eq!(ticks_total("SampleCount"), 400.0, "{ticks:?}");
+    assert_eq!(ticks_total("Sum"), (0..400).sum::<i32>() as f64);
     // The unit and timestamp came from the output's JSON.
     assert!(points.iter().all(|p| p["Unit"] == "Percent"), "{points:?}");
     assert!(

@@ -8,8 +8,9 @@
 //! CBOR body becomes `POST /` with `X-Amz-Target: {Service}.{Operation}` and the same document
 //! as JSON, and moto's JSON answer (success or error, with its status) goes back as CBOR. moto
 //! still validates, stores and serves the data. Timestamps (CBOR tag 1, epoch seconds) become
-//! JSON numbers of epoch seconds, which is how AWS JSON 1.0 carries them; answers go back
-//! untagged, so read back operations whose output has timestamps with [`json_call`] instead.
+//! JSON numbers of epoch seconds, which is how AWS JSON 1.0 carries them; gzipped requests
+//! (the SDK compresses `PutMetricData` from 10 KB) are unzipped first. Answers go back untagged,
+//! so read back operations whose output has timestamps with [`json_call`] instead.
 
 use std::sync::Arc;
 
@@ -47,11 +48,15 @@ impl RpcV2CborBridge {
                         );
                         response
                     }
-                    Err(err) => respond(
-                        StatusCode::BAD_GATEWAY,
-                        "text/plain",
-                        format!("rpc-v2-cbor bridge: {err:#}"),
-                    ),
+                    Err(err) => {
+                        // Printed too: the SDK reports only that the answer was not CBOR.
+                        eprintln!("rpc-v2-cbor bridge: {err:#}");
+                        respond(
+                            StatusCode::BAD_GATEWAY,
+                            "text/plain",
+                            format!("rpc-v2-cbor bridge: {err:#}"),
+                        )
+                    }
                 }
             })
         });
@@ -121,7 +126,18 @@ async fn forward(
         .strip_prefix("/service/")
         .and_then(|rest| rest.split_once("/operation/"))
         .ok_or_else(|| anyhow!("not an RPC v2 path: {path}"))?;
-    let body = body.collect().await?.to_bytes();
+    let mut body = body.collect().await?.to_bytes().to_vec();
+    if parts
+        .headers
+        .get(hyper::header::CONTENT_ENCODING)
+        .map(|v| v.as_bytes())
+        == Some(b"gzip")
+    {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut plain)
+            .context("gunzipping the request")?;
+        body = plain;
+    }
     let document = if body.is_empty() {
         Value::Object(Map::new())
     } else {
