@@ -10,8 +10,8 @@
 //! per destination. Run with `scripts/bench` or `cargo bench -p postprocess --bench delivery`;
 //! it writes `BENCHMARKS-delivery.md` at the workspace root.
 
+use postprocess::aws::AwsSettings;
 use postprocess::contract::Event;
-use postprocess::destinations::AwsSettings;
 use postprocess::{Config, Processor};
 use postprocess_tests::plugins::IDENTITY;
 use postprocess_tests::rpc_v2_cbor::RpcV2CborBridge;
@@ -265,12 +265,15 @@ fn main() {
         results.push((case, times, cpu[cpu.len() / 2]));
     }
 
+    if !only.is_empty() {
+        return;
+    }
     let mut md = String::new();
     let _ = writeln!(md, "# Delivery benchmarks\n");
     let _ = writeln!(
         md,
         "Written by `cargo bench -p postprocess --bench delivery` (source `host/benches/delivery.rs`, \
-         run by `scripts/bench`) on {}. One batch of {RECORDS} records of ~500 bytes, identity plugin, \
+         run by `scripts/bench`) on {}. One batch of 1,000 records of ~500 bytes, identity plugin, \
          every output to the one destination; {runs} runs each, new rows every run, one processor \
          (clients and pools built once). Every record was acknowledged `Ok` in every run.\n",
         command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
@@ -279,7 +282,8 @@ fn main() {
         md,
         "The servers are local (moto_server, PostgreSQL {}, an in-process HTTP server), so these \
          figures show the host's batching and concurrency plus the local servers' own speed \
-         (moto is a single-threaded Python server). Against AWS each round trip costs \
+         (moto is a Python server that answers every request with `Connection: close`, so each AWS \
+         call here also opens a TCP connection). Against AWS each round trip costs \
          milliseconds, so the sequential round trips column is the better guide there.\n",
         command_output("pg_config", &["--version"]).trim_start_matches("PostgreSQL ")
     );

@@ -3,6 +3,7 @@
 //! Every setting has a default except `PLUGIN_URI`. Reading never panics: a malformed value is
 //! an error naming the variable, which fails start-up (the Lambda init phase).
 
+use crate::aws::AwsSettings;
 use crate::plugin_source::{PluginSource, Sha256Digest};
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -35,59 +36,9 @@ pub struct Config {
     /// Where compiled plugins are cached by content digest (`PLUGIN_CACHE_DIR`,
     /// default `/tmp/postprocess-cache`).
     pub plugin_cache_dir: PathBuf,
-    /// How to reach AWS (S3 plugin sources), from the standard AWS variables.
+    /// How to reach AWS (S3 plugin sources and the AWS destinations), from the standard AWS
+    /// variables.
     pub aws: AwsSettings,
-    /// How the AWS destinations reach AWS, from the same variables plus per-service endpoints.
-    pub destination_aws: crate::destinations::AwsSettings,
-}
-
-/// The AWS settings the host reads itself, so that they can come through
-/// [`Config::from_lookup`] like every other setting. Anything not set here (credentials from a
-/// profile, SSO, the container or instance role) comes from the SDK's standard chain.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct AwsSettings {
-    /// `AWS_REGION`, else `AWS_DEFAULT_REGION`.
-    pub region: Option<String>,
-    /// `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL` (both ignored when
-    /// `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true`), as the SDK reads them.
-    pub s3_endpoint: Option<String>,
-    /// Path-style S3 addressing (`S3_FORCE_PATH_STYLE=true`), for S3-compatible servers
-    /// reached by host name. The SDK has no variable for it; it forces path style by itself
-    /// for IP-literal endpoints.
-    pub s3_force_path_style: bool,
-    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`, when set.
-    pub static_credentials: Option<StaticCredentials>,
-}
-
-/// Credentials given as variables (as Lambda gives the function role's).
-#[derive(Clone, PartialEq, Eq)]
-pub struct StaticCredentials {
-    /// `AWS_ACCESS_KEY_ID`.
-    pub access_key_id: String,
-    /// `AWS_SECRET_ACCESS_KEY`.
-    pub secret_access_key: String,
-    /// `AWS_SESSION_TOKEN`.
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for AwsSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the credentials themselves.
-        f.debug_struct("AwsSettings")
-            .field("region", &self.region)
-            .field("s3_endpoint", &self.s3_endpoint)
-            .field("s3_force_path_style", &self.s3_force_path_style)
-            .field("static_credentials", &self.static_credentials.is_some())
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for StaticCredentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticCredentials")
-            .field("access_key_id", &self.access_key_id)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Per-record resource limits. Each one, when hit, fails that record alone.
@@ -251,52 +202,6 @@ impl Config {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("/tmp/postprocess-cache")),
             aws: AwsSettings::from_lookup(&lookup)?,
-            destination_aws: crate::destinations::AwsSettings::from_lookup(get)?,
-        })
-    }
-}
-
-/// Reads a boolean setting: `true`/`false`, `1`/`0`, `yes`/`no`.
-fn flag(key: &str, value: Option<String>) -> Result<bool> {
-    match value
-        .as_deref()
-        .map(|v| v.trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("") => Ok(false),
-        Some("true" | "1" | "yes") => Ok(true),
-        Some("false" | "0" | "no") => Ok(false),
-        Some(other) => bail!("{key}={other:?}: use true or false"),
-    }
-}
-
-impl AwsSettings {
-    /// Reads the AWS variables through `lookup`.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |key: &str| {
-            lookup(key)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let ignore_endpoints = flag(
-            "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
-            get("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"),
-        )?;
-        let static_credentials = match (get("AWS_ACCESS_KEY_ID"), get("AWS_SECRET_ACCESS_KEY")) {
-            (Some(access_key_id), Some(secret_access_key)) => Some(StaticCredentials {
-                access_key_id,
-                secret_access_key,
-                session_token: get("AWS_SESSION_TOKEN"),
-            }),
-            _ => None,
-        };
-        Ok(AwsSettings {
-            region: get("AWS_REGION").or_else(|| get("AWS_DEFAULT_REGION")),
-            s3_endpoint: (!ignore_endpoints)
-                .then(|| get("AWS_ENDPOINT_URL_S3").or_else(|| get("AWS_ENDPOINT_URL")))
-                .flatten(),
-            s3_force_path_style: flag("S3_FORCE_PATH_STYLE", get("S3_FORCE_PATH_STYLE"))?,
-            static_credentials,
         })
     }
 }
@@ -521,7 +426,7 @@ mod tests {
             ("S3_FORCE_PATH_STYLE", "true"),
         ])
         .unwrap();
-        assert_eq!(c.aws.s3_endpoint.as_deref(), Some("http://s3-only"));
+        assert_eq!(c.aws.service_endpoint("S3"), Some("http://s3-only"));
         assert_eq!(c.aws.region.as_deref(), Some("eu-west-1"));
         assert!(c.aws.s3_force_path_style);
         assert!(!format!("{:?}", c.aws).contains("secret"));

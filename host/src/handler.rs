@@ -73,7 +73,7 @@ impl Processor {
         let destinations = Destinations::from_config(
             config.destinations.as_deref(),
             config.output_dir.as_ref(),
-            &config.destination_aws,
+            &config.aws,
         )
         .await?;
         Ok(Processor {

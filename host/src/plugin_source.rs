@@ -5,7 +5,7 @@
 //! endless plugin is refused after at most the cap, not after it filled memory. A download that
 //! ends before its announced length is an error, never a short plugin.
 
-use crate::config::AwsSettings;
+use crate::aws::AwsSettings;
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
 use std::fmt;

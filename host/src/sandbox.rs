@@ -13,7 +13,7 @@ use crate::failure::{Cause, Failure};
 use crate::state::{DurableStore, Scope, StageState};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
@@ -44,7 +44,28 @@ pub struct Sandbox {
     linker: Linker<StoreState>,
     limits: Limits,
     reuse: InstanceReuse,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
+    ticker_thread: std::thread::Thread,
+}
+
+/// The epoch ticker's switches. It ticks only while some [`StageRun`] is alive and sleeps
+/// (parked) otherwise, so an idle host, between invocations or while it waits on destinations,
+/// is not woken a thousand times a second.
+#[derive(Default)]
+struct Ticker {
+    /// Stage runs alive now.
+    active: AtomicUsize,
+    /// Set when the sandbox is dropped.
+    stop: AtomicBool,
+}
+
+/// Keeps the epoch ticker running while held.
+struct Ticking<'a>(&'a Sandbox);
+
+impl Drop for Ticking<'_> {
+    fn drop(&mut self) {
+        self.0.ticker.active.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Sandbox {
@@ -58,7 +79,8 @@ impl std::fmt::Debug for Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
+        self.ticker.stop.store(true, Ordering::Relaxed);
+        self.ticker_thread.unpark();
     }
 }
 
@@ -101,12 +123,17 @@ impl Sandbox {
             .map_err(anyhow::Error::from)
             .context("linking the host interface")?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (weak, stop) = (engine.weak(), ticker_stop.clone());
-        std::thread::Builder::new()
+        let ticker = Arc::new(Ticker::default());
+        let (weak, switches) = (engine.weak(), ticker.clone());
+        let ticker_thread = std::thread::Builder::new()
             .name("epoch-ticker".into())
             .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
+                while !switches.stop.load(Ordering::Relaxed) {
+                    if switches.active.load(Ordering::Acquire) == 0 {
+                        // An unpark that came first makes this return at once.
+                        std::thread::park();
+                        continue;
+                    }
                     std::thread::sleep(EPOCH_TICK);
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -114,15 +141,26 @@ impl Sandbox {
                     }
                 }
             })
-            .context("starting the epoch ticker")?;
+            .context("starting the epoch ticker")?
+            .thread()
+            .clone();
 
         Ok(Sandbox {
             engine,
             linker,
             limits: limits.clone(),
             reuse,
-            ticker_stop,
+            ticker,
+            ticker_thread,
         })
+    }
+
+    /// Starts the epoch ticker if it sleeps, and keeps it running until the guard is dropped.
+    fn ticking(&self) -> Ticking<'_> {
+        if self.ticker.active.fetch_add(1, Ordering::AcqRel) == 0 {
+            self.ticker_thread.unpark();
+        }
+        Ticking(self)
     }
 
     /// The engine, for compiling or deserializing components.
@@ -465,6 +503,8 @@ pub struct StageRun<'a> {
     /// The argument of `process`, kept between calls so that its metadata strings keep their
     /// buffers (`None` during a call).
     record: Option<InputRecord>,
+    /// Wall-clock limits need the epoch ticker while plugin code can run.
+    _ticking: Ticking<'a>,
 }
 
 impl std::fmt::Debug for StageRun<'_> {
@@ -489,6 +529,7 @@ impl<'a> StageRun<'a> {
             instance: None,
             state: Some(StageState::new(plugin.name(), store)),
             record: None,
+            _ticking: sandbox.ticking(),
         }
     }
 

@@ -5,7 +5,8 @@
 //! failures, and replays.
 
 use crate::{Env, causes, event, plugin};
-use postprocess::destinations::{AwsSettings, Envelope};
+use postprocess::aws::AwsSettings;
+use postprocess::destinations::Envelope;
 use postprocess_tests::rpc_v2_cbor::{CLOUDWATCH, RpcV2CborBridge, json_call};
 use postprocess_tests::services::{HttpServer, Moto, Postgres};
 use serde_json::{Value, json};

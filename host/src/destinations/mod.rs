@@ -11,7 +11,6 @@
 //! a queue URL's or an API's own query string). Each kind lives in its own module and documents
 //! its syntax; the README has the table.
 
-mod aws;
 mod cloudwatch;
 mod discard;
 mod dynamodb;
@@ -33,7 +32,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use aws::AwsSettings;
+use crate::aws::AwsSettings;
 pub use cloudwatch::{CloudWatchLogsDestination, CloudWatchMetricsDestination};
 pub use dynamodb::DynamoDbDestination;
 pub use files::FileDestination;
@@ -487,7 +486,11 @@ mod tests {
     async fn malformed_targets_are_init_errors_naming_them() {
         let aws = AwsSettings {
             region: Some("us-east-1".into()),
-            credentials: Some(("id".into(), "secret".into(), None)),
+            static_credentials: Some(crate::aws::StaticCredentials {
+                access_key_id: "id".into(),
+                secret_access_key: "secret".into(),
+                session_token: None,
+            }),
             ..AwsSettings::default()
         };
         for (target, expected) in [

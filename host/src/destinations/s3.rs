@@ -43,13 +43,8 @@ impl S3Destination {
         let concurrency = options.number("concurrency", 16)?.clamp(1, 256) as usize;
         options.finish()?;
 
-        let mut config = aws_sdk_s3::config::Builder::from(aws.sdk().await)
-            .force_path_style(aws.settings().s3_force_path_style);
-        if let Some(url) = aws.settings().service_endpoint("S3") {
-            config = config.endpoint_url(url);
-        }
         Ok(S3Destination {
-            client: aws_sdk_s3::Client::from_conf(config.build()),
+            client: aws.settings().s3_client(aws.sdk().await),
             bucket: bucket.to_string(),
             prefix: prefix.to_string(),
             suffix,
