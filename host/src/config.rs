@@ -148,16 +148,8 @@ impl Config {
 
     /// Reads the configuration through `lookup`, so tests need not touch the environment.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
-        let number = |key: &str, default: u64| -> Result<u64> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("{key}={v:?} is not a whole number")),
-            }
-        };
+        let get = |key: &str| set_value(&lookup, key);
+        let number = |key: &str, default: u64| whole_number(&lookup, key, default);
 
         let uri = get("PLUGIN_URI").context(
             "PLUGIN_URI is not set: name the plugin (a .wasm component), or several separated by commas",
@@ -260,6 +252,22 @@ fn apply_plugin_config(plugins: &mut [PluginSpec], json: &str) -> Result<()> {
     Ok(())
 }
 
+/// A setting's value through `lookup`; blank counts as unset.
+fn set_value(lookup: impl Fn(&str) -> Option<String>, key: &str) -> Option<String> {
+    lookup(key).filter(|v| !v.trim().is_empty())
+}
+
+/// A whole-number setting, `default` when unset; anything else is an error naming the setting.
+fn whole_number(lookup: impl Fn(&str) -> Option<String>, key: &str, default: u64) -> Result<u64> {
+    match set_value(lookup, key) {
+        None => Ok(default),
+        Some(v) => v
+            .trim()
+            .parse()
+            .with_context(|| format!("{key}={v:?} is not a whole number")),
+    }
+}
+
 impl Limits {
     /// Reads the limits from the process environment.
     pub fn from_env() -> Result<Self> {
@@ -269,16 +277,7 @@ impl Limits {
     /// Reads the limits through `lookup` (also what `postprocess compile` needs, since they
     /// shape the engine a precompiled artifact must match).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self> {
-        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
-        let number = |key: &str, default: u64| -> Result<u64> {
-            match get(key) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .with_context(|| format!("{key}={v:?} is not a whole number")),
-            }
-        };
+        let number = |key: &str, default: u64| whole_number(&lookup, key, default);
         let defaults = Limits::default();
         let fuel = number("PLUGIN_FUEL", defaults.fuel.unwrap_or(0))?;
         let limits = Limits {

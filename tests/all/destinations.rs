@@ -172,6 +172,62 @@ async fn queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
         .to_string()
 }
 
+/// A topic with a queue subscribed to it (raw delivery): the topic's ARN and the queue's URL.
+async fn subscribed_topic(
+    sns: &aws_sdk_sns::Client,
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let topic = sns.create_topic().name(name).send().await.unwrap();
+    let topic_arn = topic.topic_arn().unwrap().to_string();
+    let queue_url = queue(sqs, &format!("{name}-subscriber")).await;
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue_url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    sns.subscribe()
+        .topic_arn(&topic_arn)
+        .protocol("sqs")
+        .endpoint(&attributes.attributes().unwrap()[&QueueAttributeName::QueueArn])
+        .attributes("RawMessageDelivery", "true")
+        .send()
+        .await
+        .unwrap();
+    (topic_arn, queue_url)
+}
+
+/// An on-demand DynamoDB table keyed by the string attribute `key`.
+async fn table(dynamodb: &aws_sdk_dynamodb::Client, name: &str, key: &str) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    dynamodb
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(key)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(key)
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn sqs_batches_fifo_deduplicates_replays_and_an_oversized_message_fails_alone() {
     let moto = moto();
@@ -219,32 +275,7 @@ async fn sns_publishes_batches_that_reach_a_subscribed_queue() {
     let config = sdk(&moto).await;
     let sns = aws_sdk_sns::Client::new(&config);
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let topic = sns
-        .create_topic()
-        .name("dest-sns-alerts")
-        .send()
-        .await
-        .unwrap();
-    let topic_arn = topic.topic_arn().unwrap().to_string();
-    let queue_url = queue(&sqs, "dest-sns-subscriber").await;
-    let queue_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue_url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic_arn)
-        .protocol("sqs")
-        .endpoint(queue_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
+    let (topic_arn, queue_url) = subscribed_topic(&sns, &sqs, "dest-sns-alerts").await;
     let env = routed(&format!("alerts=sns:{topic_arn}"), Some(&moto));
     let alerts = rows("alerts", "sns", 13);
 
@@ -259,35 +290,11 @@ async fn sns_publishes_batches_that_reach_a_subscribed_queue() {
 
 #[tokio::test]
 async fn dynamodb_puts_items_idempotently_and_an_invalid_item_fails_alone() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-        ScalarAttributeType,
-    };
+    use aws_sdk_dynamodb::types::AttributeValue;
     let moto = moto();
     let dynamodb = aws_sdk_dynamodb::Client::new(&sdk(&moto).await);
-    for (table, key) in [("dest-ddb-items", "id"), ("dest-ddb-by-content", "pk")] {
-        dynamodb
-            .create_table()
-            .table_name(table)
-            .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(
-                AttributeDefinition::builder()
-                    .attribute_name(key)
-                    .attribute_type(ScalarAttributeType::S)
-                    .build()
-                    .unwrap(),
-            )
-            .key_schema(
-                KeySchemaElement::builder()
-                    .attribute_name(key)
-                    .key_type(KeyType::Hash)
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
+    table(&dynamodb, "dest-ddb-items", "id").await;
+    table(&dynamodb, "dest-ddb-by-content", "pk").await;
     let env = routed(
         "items=dynamodb:dest-ddb-items,hashed=dynamodb:dest-ddb-by-content#key=pk",
         Some(&moto),
@@ -654,9 +661,6 @@ async fn a_database_stopped_after_start_fails_deliveries() {
 
 #[tokio::test]
 async fn one_event_lands_on_every_destination_kind_it_names() {
-    use aws_sdk_dynamodb::types::{
-        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    };
     let moto = moto();
     let config = sdk(&moto).await;
     let (s3, sqs, sns) = (
@@ -671,48 +675,8 @@ async fn one_event_lands_on_every_destination_kind_it_names() {
     s3.create_bucket().bucket("all-kinds").send().await.unwrap();
     let standard = queue(&sqs, "all-kinds-events").await;
     let fifo = queue(&sqs, "all-kinds-orders.fifo").await;
-    let subscriber = queue(&sqs, "all-kinds-alerts").await;
-    let topic = sns.create_topic().name("all-kinds").send().await.unwrap();
-    let topic = topic.topic_arn().unwrap().to_string();
-    let subscriber_arn = sqs
-        .get_queue_attributes()
-        .queue_url(&subscriber)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes()
-        .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-        .clone();
-    sns.subscribe()
-        .topic_arn(&topic)
-        .protocol("sqs")
-        .endpoint(subscriber_arn)
-        .attributes("RawMessageDelivery", "true")
-        .send()
-        .await
-        .unwrap();
-    dynamodb
-        .create_table()
-        .table_name("all-kinds")
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(
-            AttributeDefinition::builder()
-                .attribute_name("id")
-                .attribute_type(ScalarAttributeType::S)
-                .build()
-                .unwrap(),
-        )
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name("id")
-                .key_type(KeyType::Hash)
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let (topic, subscriber) = subscribed_topic(&sns, &sqs, "all-kinds-alerts").await;
+    table(&dynamodb, "all-kinds", "id").await;
     let bridge = RpcV2CborBridge::start(&moto.endpoint()).unwrap();
     let http = HttpServer::start().unwrap();
     let postgres = Postgres::start().unwrap();
