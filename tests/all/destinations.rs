@@ -443,33 +443,32 @@ async fn cloudwatch_metrics_come_from_the_output_json_and_a_bad_one_fails_alone(
     sectors.sort();
     sectors.dedup();
     assert_eq!(sectors, ["ENERGY", "RETAIL"]);
-    let statistics = cloudwatch(
-        "GetMetricStatistics",
-        json!({
-            "Namespace": "PostprocessTest", "MetricName": "PriceChange",
-            "Dimensions": [{"Name": "sector", "Value": "ENERGY"}],
+    // Sum and SampleCount over the last and next ten minutes, per minute.
+    let statistics = |metric: &'static str, dimensions: Option<Value>| async move {
+        let mut request = json!({
+            "Namespace": "PostprocessTest", "MetricName": metric,
             "StartTime": now_s - 600, "EndTime": now_s + 600, "Period": 60,
             "Statistics": ["Sum", "SampleCount"],
-        }),
+        });
+        if let Some(dimensions) = dimensions {
+            request["Dimensions"] = dimensions;
+        }
+        let answer = cloudwatch("GetMetricStatistics", request).await;
+        answer["Datapoints"].as_array().expect("Datapoints").clone()
+    };
+    let total = |points: &[Value], field: &str| -> f64 {
+        points.iter().filter_map(|p| p[field].as_f64()).sum()
+    };
+    let points = statistics(
+        "PriceChange",
+        Some(json!([{"Name": "sector", "Value": "ENERGY"}])),
     )
     .await;
-    let points = statistics["Datapoints"].as_array().expect("Datapoints");
-    let total = |field: &str| points.iter().filter_map(|p| p[field].as_f64()).sum::<f64>();
-    assert_eq!(total("Sum"), 4.0, "{points:?}");
-    assert_eq!(total("SampleCount"), 2.0, "{points:?}");
-    let ticks = cloudwatch(
-        "GetMetricStatistics",
-        json!({
-            "Namespace": "PostprocessTest", "MetricName": "Ticks",
-            "StartTime": now_s - 600, "EndTime": now_s + 600, "Period": 60,
-            "Statistics": ["Sum", "SampleCount"],
-        }),
-    )
-    .await;
-    let ticks = ticks["Datapoints"].as_array().expect("Datapoints");
-    let ticks_total = |field: &str| ticks.iter().filter_map(|p| p[field].as_f64()).sum::<f64>();
-    assert_eq!(ticks_total("SampleCount"), 400.0, "{ticks:?}");
-    assert_eq!(ticks_total("Sum"), (0..400).sum::<i32>() as f64);
+    assert_eq!(total(&points, "Sum"), 4.0, "{points:?}");
+    assert_eq!(total(&points, "SampleCount"), 2.0, "{points:?}");
+    let ticks = statistics("Ticks", None).await;
+    assert_eq!(total(&ticks, "SampleCount"), 400.0, "{ticks:?}");
+    assert_eq!(total(&ticks, "Sum"), (0..400).sum::<i32>() as f64);
     // The unit and timestamp came from the output's JSON.
     assert!(points.iter().all(|p| p["Unit"] == "Percent"), "{points:?}");
     assert!(
